@@ -1,0 +1,43 @@
+"""Keys every experiment has; each experiment's config starts from ``get_base_config()``.
+
+Tests, tools and later features rely on these names: ``seed``, ``num_train_steps``, ``batch_size``
+(global), ``log_every_steps``, ``eval_every_steps``, ``checkpoint_every_steps``, ``data`` (with at least
+``name`` and ``dir``), ``model`` and ``optimizer``.
+"""
+
+import ml_collections
+
+
+def get_data_config(**overrides) -> ml_collections.ConfigDict:
+    """A data config; see ``experiments.data`` for the names and the layout they produce."""
+    config = ml_collections.ConfigDict(
+        dict(
+            name="shapes",  # mnist | fashion_mnist | kmnist | binarized_mnist | ring2d | grid2d | shapes | tfds:NAME
+            dir="",  # empty: $GAN_VAE_JAX_DATA/<name>, then ../shared/data/<name>
+            train_split="train",
+            eval_split="test",
+            binarize="none",  # none | dynamic (Bernoulli draw per example and step)
+            image_size=28,  # embedded shapes only
+            data_seed=0,  # embedded data only: which procedural dataset
+        )
+    )
+    config.update(overrides)
+    return config
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.family = "gan"  # gan | vae
+    config.seed = 0
+    config.num_train_steps = 1000
+    config.batch_size = 64  # global, over all devices
+    config.eval_batch_size = 500
+    config.log_every_steps = 100
+    config.eval_every_steps = 1000
+    config.checkpoint_every_steps = 1000
+    config.checkpoints_to_keep = 3
+    config.num_grid_examples = 64
+    config.data = get_data_config()
+    config.model = ml_collections.ConfigDict()
+    config.optimizer = ml_collections.ConfigDict()
+    return config

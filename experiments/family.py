@@ -1,0 +1,61 @@
+"""The interface through which a model family (GAN, VAE, ...) plugs into the engine.
+
+The engine (`experiments.train`) owns the loop, data, checkpoints, logging and sample grids; a family
+owns its networks, losses and update rule. A family module exposes ``make(config) -> Family``; the
+returned object has the five members below. ``make`` reads the config and builds its networks from
+explicit keyword arguments; everything else is a pure function of pytrees:
+
+``init_state(key, example_batch) -> state``
+    The whole train state as one pytree (params, optimiser states, batch statistics, EMA, ...). It has an
+    integer scalar field ``step`` (the number of updates applied) that ``train_step`` increments.
+``train_step(state, batch, key) -> (state, metrics)``
+    One update. ``key`` is already specific to this step (the engine folds the step in); every draw
+    inside derives from it with ``experiments.rng``. ``metrics`` is a flat dict of float32 scalars;
+    the engine checks ``metrics['loss']`` (or every ``*loss`` entry) for finiteness.
+``eval_step(state, batch, key) -> metrics``
+    Per-example metrics on held-out data: a flat dict of ``(batch,)`` float32 arrays. The engine
+    averages them over the whole eval split, using ``batch['mask']`` to ignore padding.
+``sample(state, key, num, labels=None) -> x``
+    ``num`` samples in the data layout of ``experiments.data`` (images NHWC float32 in [0, 1]).
+``grids(state, batch, key) -> dict[str, x]``
+    Named image batches to save as PNG grids at each eval (a GAN: samples; a VAE: reconstructions of
+    ``batch`` and prior samples).
+
+Batches are dicts with ``'x'`` and optionally ``'label'``; see ``experiments.data`` for the layout.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol
+
+import jax
+
+from experiments.errors import ConfigError
+
+PyTree = Any
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+FAMILIES = {"gan": "gan_jax.family", "vae": "vae_jax.family"}
+
+
+class Family(Protocol):
+    def init_state(self, key: jax.Array, example_batch: Batch) -> PyTree: ...
+
+    def train_step(self, state: PyTree, batch: Batch, key: jax.Array) -> tuple[PyTree, Metrics]: ...
+
+    def eval_step(self, state: PyTree, batch: Batch, key: jax.Array) -> Metrics: ...
+
+    def sample(
+        self, state: PyTree, key: jax.Array, num: int, labels: jax.Array | None = None
+    ) -> jax.Array: ...
+
+    def grids(self, state: PyTree, batch: Batch, key: jax.Array) -> dict[str, jax.Array]: ...
+
+
+def make_family(config) -> Family:
+    """Builds the family named by ``config.family`` (one of ``FAMILIES``)."""
+    if config.family not in FAMILIES:
+        raise ConfigError(f"config.family={config.family!r}; expected one of {sorted(FAMILIES)}")
+    return importlib.import_module(FAMILIES[config.family]).make(config)

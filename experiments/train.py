@@ -1,0 +1,245 @@
+"""The train loop every family shares: data → compiled step → metrics, checkpoints and sample grids.
+
+A run is a pure function of its config: the batch of step ``s`` is ``batcher.batch(s)`` and every
+random draw derives from ``config.seed`` and the step (``experiments.rng``), so a resumed run repeats
+the uninterrupted one bit for bit. Nothing the loop keeps in Python affects the numbers.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import checkpoint, data, images, rng, sharding, writers
+from experiments.errors import ConfigError
+from experiments.family import make_family
+
+PERF_PREFIX = "perf/"
+
+
+class NonFiniteError(Exception):
+    def __init__(self, step: int, metrics: dict):
+        self.step, self.metrics = step, metrics
+        shown = ", ".join(f"{key}={float(value):.4g}" for key, value in sorted(metrics.items()))
+        super().__init__(f"non-finite metric at step {step} ({shown})")
+
+
+class StopSignal:
+    """Records SIGINT/SIGTERM so the loop can save a checkpoint at the current step and exit."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signum
+
+    def __exit__(self, *exc_info):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def all_finite(metrics: dict) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(value)) for value in metrics.values()]))
+
+
+def is_due(step: int, every: int, last_step: int) -> bool:
+    return step == last_step or (every > 0 and step % every == 0)
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+class Experiment:
+    """Everything a run needs, built from the config before the workdir is touched."""
+
+    def __init__(self, config, workdir: str | Path):
+        self.config = config
+        self.workdir = Path(workdir)
+        self.family = make_family(config)
+        self.mesh = sharding.make_data_mesh()
+        sharding.check_batch_size(config.batch_size, self.mesh)
+        sharding.check_batch_size(config.eval_batch_size, self.mesh)
+        self.train_source = data.build_source(config.data, config.data.train_split)
+        self.eval_source = data.build_source(config.data, config.data.eval_split)
+        self.batcher = data.build_batcher(
+            config.data, self.train_source, config.batch_size, config.seed
+        )
+        self.root = rng.root_key(config.seed)
+        self.replicated = sharding.replicated(self.mesh)
+        self.train_step = jax.jit(
+            functools.partial(self._train_step, self.family), donate_argnums=0
+        )
+        self.eval_step = jax.jit(self.family.eval_step)
+        self.grids = jax.jit(self.family.grids)
+
+    @staticmethod
+    def _train_step(family, state, batch, root):
+        key = rng.step_key(root, "train", state.step)
+        state, metrics = family.train_step(state, batch, key)
+        return state, metrics, all_finite(metrics)
+
+    def put_batch(self, batch: dict) -> dict:
+        return sharding.put_batch(batch, self.mesh)
+
+    def initial_state(self):
+        example = self.put_batch(self.batcher.batch(0))
+        init = jax.jit(self.family.init_state, out_shardings=self.replicated)
+        return init(rng.purpose_key(self.root, "init"), example)
+
+    def abstract_state(self):
+        example = self.batcher.batch(0)
+        shapes = jax.eval_shape(self.family.init_state, rng.purpose_key(self.root, "init"), example)
+        return jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.replicated), shapes
+        )
+
+    def restore_or_init(self, checkpointer: checkpoint.Checkpointer):
+        latest = checkpointer.latest_step()
+        if latest is None:
+            return self.initial_state(), 0
+        state = checkpointer.restore(latest, self.abstract_state())
+        return state, latest
+
+    def evaluate(self, state, step: int) -> dict[str, float]:
+        """Per-example eval metrics averaged over the whole eval split (float64 accumulation)."""
+        eval_key = rng.step_key(self.root, "eval", step)
+        totals, count = {}, 0
+        for index, batch in enumerate(
+            data.eval_batches(self.eval_source, self.config.eval_batch_size)
+        ):
+            mask = np.asarray(batch["mask"])
+            metrics = self.eval_step(
+                state, self.put_batch(batch), jax.random.fold_in(eval_key, index)
+            )
+            for key, value in jax.device_get(metrics).items():
+                totals[key] = totals.get(key, 0.0) + float(
+                    np.sum(np.where(mask, value, 0.0), dtype=np.float64)
+                )
+            count += int(mask.sum())
+        return {f"eval/{key}": total / count for key, total in totals.items()}
+
+    def save_grids(self, state, step: int, writer: writers.MetricWriter) -> None:
+        grid_batch = next(data.eval_batches(self.eval_source, self.config.num_grid_examples))
+        outputs = self.grids(state, self.put_batch(grid_batch), rng.purpose_key(self.root, "grids"))
+        directory = self.workdir / "samples"
+        directory.mkdir(exist_ok=True)
+        for name, batch in jax.device_get(outputs).items():
+            grid = images.save_grid(directory / f"{name}_{step:07d}.png", batch)
+            writer.write_image(step, name, grid)
+
+    def write_config(self, start_step: int) -> None:
+        text = self.config.to_json_best_effort(indent=2, sort_keys=True)
+        path = self.workdir / "config.json"
+        if path.exists() and path.read_text() != text:
+            path = self.workdir / f"config.resumed_at_{start_step}.json"
+            say(f"The config differs from the one this workdir started with; writing {path.name}.")
+        path.write_text(text)
+
+    def run(self) -> int:
+        """Trains to ``config.num_train_steps``; returns the process exit status."""
+        config = self.config
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        checkpointer = checkpoint.Checkpointer(
+            self.workdir / "checkpoints", keep=config.checkpoints_to_keep
+        )
+        try:
+            state, start_step = self.restore_or_init(checkpointer)
+            self.write_config(start_step)
+            if start_step >= config.num_train_steps:
+                say(
+                    f"Run already finished: checkpoint at step {start_step} "
+                    f"(num_train_steps={config.num_train_steps}) in {checkpointer.directory}."
+                )
+                return 0
+            if start_step:
+                say(f"Resuming from checkpoint {checkpointer.path(start_step)}.")
+            writer = writers.MetricWriter(self.workdir, resume_step=start_step)
+            try:
+                with StopSignal() as stop:
+                    return self._loop(state, start_step, checkpointer, writer, stop)
+            finally:
+                writer.close()
+        finally:
+            checkpointer.close()
+
+    def _loop(self, state, start_step, checkpointer, writer, stop) -> int:
+        config, last_step = self.config, self.config.num_train_steps
+        progress = writers.Progress(start_step, last_step)
+        pending = None  # (step, metrics, finite) of the step before the one just dispatched
+        window_start, window_step = time.perf_counter(), start_step
+        try:
+            for step in range(start_step + 1, last_step + 1):
+                if stop.received is not None:
+                    return self._stop_on_signal(state, step - 1, checkpointer, stop.received)
+                batch = self.put_batch(self.batcher.batch(step - 1))
+                state, metrics, finite = self.train_step(state, batch, self.root)
+                if pending is not None:
+                    self._check_finite(*pending)
+                pending = (step, metrics, finite)
+                if is_due(step, config.log_every_steps, last_step):
+                    self._check_finite(*pending)
+                    now = time.perf_counter()
+                    rate = (step - window_step) / (now - window_start)
+                    window_start, window_step = now, step
+                    writer.write(step, {**metrics, f"{PERF_PREFIX}steps_per_sec": rate})
+                    progress.update(step, f"loss {float(metrics['loss']):.4f}", force=True)
+                else:
+                    progress.update(step)
+                if is_due(step, config.checkpoint_every_steps, last_step):
+                    self._check_finite(*pending)
+                    checkpointer.save(step, state)
+                    say(f"step {step}: checkpoint saved")
+                if is_due(step, config.eval_every_steps, last_step):
+                    writer.write(step, self.evaluate(state, step))
+                    self.save_grids(state, step, writer)
+        except NonFiniteError as error:
+            checkpointer.wait()
+            good = checkpointer.latest_step()
+            where = f"checkpoint {checkpointer.path(good)}" if good is not None else "none yet"
+            print(
+                f"error: {error}. Stopped; the last good checkpoint is {where}, left intact.",
+                file=sys.stderr,
+            )
+            return 1
+        finally:
+            progress.close()
+        say(f"Finished {last_step} steps; final checkpoint {checkpointer.path(last_step)}.")
+        return 0
+
+    @staticmethod
+    def _check_finite(step: int, metrics: dict, finite: jax.Array) -> None:
+        if not bool(finite):
+            raise NonFiniteError(step, jax.device_get(metrics))
+
+    def _stop_on_signal(self, state, step: int, checkpointer, signum: int) -> int:
+        checkpointer.wait()
+        if step not in checkpointer.complete_steps():
+            checkpointer.save(step, state)
+        checkpointer.wait()
+        say(
+            f"Stopped by {signal.Signals(signum).name}: checkpoint {checkpointer.path(step)} saved."
+        )
+        return 128 + signum
+
+
+def main(config, workdir: str) -> int:
+    """Runs one experiment; bad input (config, data, checkpoint) is reported as one line, status 1."""
+    try:
+        return Experiment(config, workdir).run()
+    except (ConfigError, data.DataError, checkpoint.CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
