@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 import ml_collections
-from absl import flags
+from absl import flags, logging
 from ml_collections import config_flags
 
 CONFIG_FLAG = "config"
@@ -28,6 +28,12 @@ def fail(message: str, status: int = 2):
     """Prints ``error: message`` on stderr and exits with ``status``."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(status)
+
+
+def quiet_library_logs() -> None:
+    """Hides the INFO logs of jax and orbax (e.g. the TPU probe) unless ``--verbosity`` is given."""
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
 
 
 def define_config_flag() -> flags.FlagHolder:

@@ -11,7 +11,7 @@ explicit keyword arguments; everything else is a pure function of pytrees:
 ``train_step(state, batch, key) -> (state, metrics)``
     One update. ``key`` is already specific to this step (the engine folds the step in); every draw
     inside derives from it with ``experiments.rng``. ``metrics`` is a flat dict of float32 scalars;
-    the engine checks ``metrics['loss']`` (or every ``*loss`` entry) for finiteness.
+    the engine stops the run when any of them is not finite and shows the ``*loss`` ones.
 ``eval_step(state, batch, key) -> metrics``
     Per-example metrics on held-out data: a flat dict of ``(batch,)`` float32 arrays. The engine
     averages them over the whole eval split, using ``batch['mask']`` to ignore padding.

@@ -20,6 +20,7 @@ def main(argv) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not _WORKDIR.value:
         cli.fail("missing --workdir=DIR")
+    cli.quiet_library_logs()
     from experiments import train  # after flag parsing: jax is slow to import
 
     sys.exit(train.main(_CONFIG.value, _WORKDIR.value))

@@ -55,6 +55,15 @@ def all_finite(metrics: dict) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(value)) for value in metrics.values()]))
 
 
+def loss_summary(metrics: dict) -> str:
+    """``name value`` for every metric whose name ends in ``loss`` (the progress line's summary)."""
+    return " ".join(
+        f"{key} {float(value):.4f}"
+        for key, value in sorted(metrics.items())
+        if key.endswith("loss")
+    )
+
+
 def is_due(step: int, every: int, last_step: int) -> bool:
     return step == last_step or (every > 0 and step % every == 0)
 
@@ -74,9 +83,9 @@ class Experiment:
         sharding.check_batch_size(config.batch_size, self.mesh)
         sharding.check_batch_size(config.eval_batch_size, self.mesh)
         self.train_source = data.build_source(config.data, config.data.train_split)
-        self.eval_source = data.build_source(config.data, config.data.eval_split)
+        self.eval_source = data.build_eval_source(config.data, config.data.eval_split)
         self.batcher = data.build_batcher(
-            config.data, self.train_source, config.batch_size, config.seed
+            config.data, config.batch_size, config.seed, source=self.train_source
         )
         self.root = rng.root_key(config.seed)
         self.replicated = sharding.replicated(self.mesh)
@@ -133,7 +142,9 @@ class Experiment:
         return {f"eval/{key}": total / count for key, total in totals.items()}
 
     def save_grids(self, state, step: int, writer: writers.MetricWriter) -> None:
-        grid_batch = next(data.eval_batches(self.eval_source, self.config.num_grid_examples))
+        # Spread over the split: some test files are sorted by class.
+        count = min(self.config.num_grid_examples, len(self.eval_source))
+        grid_batch = self.eval_source[np.linspace(0, len(self.eval_source) - 1, count).astype(int)]
         outputs = self.grids(state, self.put_batch(grid_batch), rng.purpose_key(self.root, "grids"))
         directory = self.workdir / "samples"
         directory.mkdir(exist_ok=True)
@@ -196,7 +207,7 @@ class Experiment:
                     rate = (step - window_step) / (now - window_start)
                     window_start, window_step = now, step
                     writer.write(step, {**metrics, f"{PERF_PREFIX}steps_per_sec": rate})
-                    progress.update(step, f"loss {float(metrics['loss']):.4f}", force=True)
+                    progress.update(step, loss_summary(metrics), force=True)
                 else:
                     progress.update(step)
                 if is_due(step, config.checkpoint_every_steps, last_step):

@@ -1,15 +1,15 @@
 """The command line: config errors are one clear line, exit status 2, and touch no workdir."""
 
 import pytest
-from conftest import run_main
 
+from conftest import run_main
 from experiments import cli
 
 
 def test_flat_keys_lists_nested_paths():
-    from configs import quickstart
+    from configs import dcgan_mnist
 
-    keys = cli.flat_keys(quickstart.get_config())
+    keys = cli.flat_keys(dcgan_mnist.get_config())
     assert {"seed", "data", "data.dir", "model.generator.features"} <= set(keys)
 
 
@@ -18,9 +18,9 @@ def test_flat_keys_lists_nested_paths():
     [("num_train_step", "num_train_steps"), ("data.dri", "data.dir"), ("sed", "seed")],
 )
 def test_closest_key(typo, expected):
-    from configs import quickstart
+    from configs import dcgan_mnist
 
-    assert cli.closest_key(typo, cli.flat_keys(quickstart.get_config())) == expected
+    assert cli.closest_key(typo, cli.flat_keys(dcgan_mnist.get_config())) == expected
 
 
 def test_config_overrides_parses_both_forms():

@@ -1,0 +1,148 @@
+"""End to end through the engine on tiny configs: outputs, compile-once, bit-exact resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from configs import dcgan_mnist
+from conftest import REPO_ROOT, run_main
+from experiments import checkpoint, train, writers
+
+# A DCGAN small enough to train a few steps in seconds, on the embedded shapes.
+TINY_CONFIG_FILE = "configs/dcgan_mnist.py"
+TINY_OVERRIDES = {
+    "data.name": "shapes",
+    "data.image_size": 16,
+    "model.image_size": 16,
+    "model.latent_dim": 8,
+    "model.generator.features": (16, 8),
+    "model.discriminator.features": (8, 16),
+    "batch_size": 8,
+    "eval_batch_size": 200,
+    "num_grid_examples": 16,
+    "num_train_steps": 12,
+    "log_every_steps": 2,
+    "checkpoint_every_steps": 4,
+    "eval_every_steps": 6,
+}
+
+
+def tiny_config(**overrides):
+    config = dcgan_mnist.get_config()
+    for key, value in {**TINY_OVERRIDES, **overrides}.items():
+        parent = config
+        *path, leaf = key.split(".")
+        for part in path:
+            parent = parent[part]
+        parent[leaf] = value
+    return config.lock()
+
+
+def command_line_overrides(**overrides) -> list[str]:
+    return [
+        f"--config.{key}={value}".replace(" ", "")
+        for key, value in {**TINY_OVERRIDES, **overrides}.items()
+    ]
+
+
+def restore_final(workdir, config):
+    experiment = train.Experiment(config, workdir)
+    ckpt = checkpoint.Checkpointer(workdir / "checkpoints", keep=10)
+    step = ckpt.latest_step()
+    state = ckpt.restore(step, experiment.abstract_state())
+    ckpt.close()
+    return step, state
+
+
+def training_metrics(workdir):
+    return [
+        {k: v for k, v in record.items() if not k.startswith(train.PERF_PREFIX)}
+        for record in writers.read_metrics(workdir)
+    ]
+
+
+def assert_trees_equal(a, b):
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(leaves_a) == len(leaves_b)
+    for x, y in zip(leaves_a, leaves_b, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """The reference: 12 steps without interruption."""
+    workdir = tmp_path_factory.mktemp("straight")
+    config = tiny_config()
+    experiment = train.Experiment(config, workdir)
+    assert experiment.run() == 0
+    return workdir, config, experiment
+
+
+def test_outputs_of_a_run(straight_run):
+    workdir, _, _ = straight_run
+    records = writers.read_metrics(workdir)
+    train_steps = [r["step"] for r in records if "d_loss" in r]
+    assert train_steps == [2, 4, 6, 8, 10, 12]
+    eval_records = [r for r in records if "eval/d_accuracy" in r]
+    assert [r["step"] for r in eval_records] == [6, 12]
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["12", "4", "8"]
+    assert sorted(p.name for p in (workdir / "samples").iterdir()) == [
+        "samples_0000006.png",
+        "samples_0000012.png",
+    ]
+    assert json.loads((workdir / "config.json").read_text())["num_train_steps"] == 12
+    assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_step_compiles_once(straight_run):
+    _, _, experiment = straight_run
+    assert experiment.train_step._cache_size() == 1
+    assert experiment.eval_step._cache_size() == 1
+
+
+def test_resume_in_two_parts_is_bit_exact(straight_run, tmp_path):
+    workdir, config, _ = straight_run
+    assert train.Experiment(tiny_config(num_train_steps=6), tmp_path).run() == 0
+    assert train.Experiment(config, tmp_path).run() == 0
+    step, resumed = restore_final(tmp_path, config)
+    _, straight = restore_final(workdir, config)
+    assert step == 12
+    assert_trees_equal(resumed, straight)
+    assert training_metrics(tmp_path) == training_metrics(workdir)
+
+
+def test_finished_run_says_so(straight_run, capsys):
+    workdir, config, _ = straight_run
+    assert train.Experiment(config, workdir).run() == 0
+    assert "Run already finished" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_kill_9_after_a_checkpoint_then_rerun_is_bit_exact(straight_run, tmp_path):
+    workdir, config, _ = straight_run
+    command = [sys.executable, "-m", "experiments.main", f"--config={TINY_CONFIG_FILE}"]
+    command += [f"--workdir={tmp_path}", *command_line_overrides()]
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    # Killed as soon as the save of checkpoint 8 has started (so 4 has committed): 8 may be cut off.
+    for line in process.stdout:
+        if line.startswith("step 8: checkpoint saved"):
+            process.kill()
+            break
+    process.stdout.close()
+    assert process.wait() == -signal.SIGKILL
+    result = run_main(*command[3:])
+    assert result.returncode == 0, result.stderr
+    assert "Resuming from checkpoint" in result.stdout
+    _, resumed = restore_final(tmp_path, config)
+    _, straight = restore_final(workdir, config)
+    assert_trees_equal(resumed, straight)
+    assert training_metrics(tmp_path) == training_metrics(workdir)

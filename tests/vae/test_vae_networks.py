@@ -1,0 +1,72 @@
+import jax
+import numpy as np
+import pytest
+
+from experiments import rng
+from experiments.errors import ConfigError
+from vae_jax import networks
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(encoder="mlp", hidden_widths=(500,)),
+        dict(encoder="mlp", hidden_widths=(16, 8), activation="tanh"),  # Burda et al.'s depth
+        dict(encoder="mlp", hidden_widths=()),
+        dict(encoder="conv", conv_features=(4, 8), hidden=16),
+    ],
+)
+def test_output_shapes_at_28px(kwargs):
+    model = networks.build_vae(image_shape=(28, 28, 1), latent_dim=3, **kwargs)
+    x = np.zeros((2, 28, 28, 1), np.float32)
+    key = jax.random.key(0)
+    variables = jax.eval_shape(model.init, key, x, key)
+    logits, mean, logvar = jax.eval_shape(model.apply, variables, x, key)
+    assert logits.shape == (2, 28, 28, 1)
+    assert mean.shape == logvar.shape == (2, 3)
+    mean, logvar = jax.eval_shape(
+        lambda v: model.apply(v, x, method=networks.VAE.encode), variables
+    )
+    assert mean.shape == (2, 3)
+    z = np.zeros((5, 3), np.float32)
+    decoded = jax.eval_shape(lambda v: model.apply(v, z, method=networks.VAE.decode), variables)
+    assert decoded.shape == (5, 28, 28, 1)
+
+
+def test_mlp_layer_widths():
+    model = networks.build_vae(
+        encoder="mlp", image_shape=(4, 4, 1), latent_dim=2, hidden_widths=(6, 5)
+    )
+    x = np.zeros((1, 4, 4, 1), np.float32)
+    params = jax.eval_shape(model.init, jax.random.key(0), x, jax.random.key(1))["params"]
+    shapes = jax.tree.map(lambda a: a.shape, params)
+    assert shapes["encoder"]["hidden"]["Dense_0"]["kernel"] == (16, 6)
+    assert shapes["encoder"]["hidden"]["Dense_1"]["kernel"] == (6, 5)
+    assert shapes["encoder"]["mean"]["kernel"] == shapes["encoder"]["logvar"]["kernel"] == (5, 2)
+    assert shapes["decoder"]["layers"]["Dense_0"]["kernel"] == (2, 6)
+    assert shapes["decoder"]["layers"]["Dense_2"]["kernel"] == (5, 16)
+
+
+def test_conv_needs_side_divisible_by_four():
+    with pytest.raises(ConfigError, match="divisible by 4"):
+        networks.build_vae(encoder="conv", image_shape=(30, 30, 1), latent_dim=2)
+
+
+@pytest.mark.parametrize("kwargs", [dict(encoder="rnn"), dict(activation="gelu_nope")])
+def test_bad_names_are_config_errors(kwargs):
+    with pytest.raises(ConfigError):
+        networks.build_vae(
+            **{"encoder": "mlp", "image_shape": (4, 4, 1), "latent_dim": 2, **kwargs}
+        )
+
+
+def test_reparameterize_noise_does_not_depend_on_batch_composition():
+    key = rng.purpose_key(jax.random.key(3), "posterior")
+    rs = np.random.RandomState(0)
+    mean = rs.normal(size=(4, 3)).astype(np.float32)
+    logvar = rs.normal(size=(4, 3)).astype(np.float32)
+    z4 = networks.reparameterize(key, mean, logvar)
+    z2 = networks.reparameterize(key, mean[:2], logvar[:2])
+    np.testing.assert_array_equal(np.asarray(z4)[:2], np.asarray(z2))
+    eps4 = rng.normal_per_example(key, (4, 3))
+    np.testing.assert_allclose(z4, mean + np.exp(0.5 * logvar) * np.asarray(eps4), rtol=1e-6)
