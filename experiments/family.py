@@ -21,6 +21,12 @@ explicit keyword arguments; everything else is a pure function of pytrees:
     Named image batches to save as PNG grids at each eval (a GAN: samples; a VAE: reconstructions of
     ``batch`` and prior samples).
 
+Optional members, used when present:
+
+``summarize_eval(averages) -> dict[str, float]``
+    Extra eval metrics computed from the split-wide averages of ``eval_step``'s per-example metrics
+    (e.g. how many modes have at least 1% of the samples).
+
 Batches are dicts with ``'x'`` and optionally ``'label'``; see ``experiments.data`` for the layout.
 """
 

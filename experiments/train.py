@@ -139,7 +139,11 @@ class Experiment:
                     np.sum(np.where(mask, value, 0.0), dtype=np.float64)
                 )
             count += int(mask.sum())
-        return {f"eval/{key}": total / count for key, total in totals.items()}
+        averages = {key: total / count for key, total in totals.items()}
+        summarize = getattr(self.family, "summarize_eval", None)
+        if summarize is not None:
+            averages.update(summarize(averages))
+        return {f"eval/{key}": value for key, value in averages.items()}
 
     def save_grids(self, state, step: int, writer: writers.MetricWriter) -> None:
         # Spread over the split: some test files are sorted by class.

@@ -146,3 +146,14 @@ def test_kill_9_after_a_checkpoint_then_rerun_is_bit_exact(straight_run, tmp_pat
     _, straight = restore_final(workdir, config)
     assert_trees_equal(resumed, straight)
     assert training_metrics(tmp_path) == training_metrics(workdir)
+
+
+def test_workdir_round_trip(straight_run):
+    from experiments import workdir as workdir_lib
+
+    workdir, config, _ = straight_run
+    assert workdir_lib.load_config(workdir) == config
+    _, state, step = workdir_lib.load_experiment(workdir)
+    _, expected = restore_final(workdir, config)
+    assert step == 12
+    assert_trees_equal(state, expected)

@@ -1,0 +1,68 @@
+"""Reading a finished or running experiment back from its workdir (for evaluate, sample, tools)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import ml_collections
+
+from experiments import checkpoint
+from experiments.errors import ConfigError
+
+RESUMED_CONFIG = re.compile(r"config\.resumed_at_(\d+)\.json")
+
+
+def tuples_for_lists(value):
+    """JSON has no tuples; configs use tuples for every sequence (widths, shapes)."""
+    if isinstance(value, dict):
+        return {key: tuples_for_lists(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return tuple(tuples_for_lists(item) for item in value)
+    return value
+
+
+def config_path(workdir: str | Path) -> Path:
+    """The config the workdir's latest checkpoints were trained with (the last resume's, if any)."""
+    workdir = Path(workdir)
+    resumed = [
+        (int(match.group(1)), path)
+        for path in workdir.glob("config.resumed_at_*.json")
+        if (match := RESUMED_CONFIG.fullmatch(path.name))
+    ]
+    if resumed:
+        return max(resumed)[1]
+    path = workdir / "config.json"
+    if not path.exists():
+        raise ConfigError(f"{workdir} is not an experiment workdir: it has no config.json")
+    return path
+
+
+def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
+    """The resolved config a workdir was trained with, locked."""
+    values = tuples_for_lists(json.loads(config_path(workdir).read_text()))
+    return ml_collections.ConfigDict(values).lock()
+
+
+def load_experiment(workdir: str | Path, step: int | None = None):
+    """``(experiment, state, step)`` for checkpoint ``step`` of a workdir (default: the latest)."""
+    from experiments import train  # jax-heavy: imported when needed
+
+    workdir = Path(workdir)
+    experiment = train.Experiment(load_config(workdir), workdir)
+    checkpointer = checkpoint.Checkpointer(workdir / "checkpoints", keep=1_000_000)
+    try:
+        steps = checkpointer.complete_steps()
+        if not steps:
+            raise checkpoint.CheckpointError(f"{workdir} has no complete checkpoint")
+        if step is None:
+            step = steps[-1]
+        elif step not in steps:
+            raise checkpoint.CheckpointError(
+                f"{workdir} has no checkpoint at step {step}; it has {steps}"
+            )
+        state = checkpointer.restore(step, experiment.abstract_state())
+    finally:
+        checkpointer.close()
+    return experiment, state, step
