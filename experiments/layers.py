@@ -41,9 +41,147 @@ def activation(name: str) -> Callable[[jax.Array], jax.Array]:
     return ACTIVATIONS[name]
 
 
+# The stride-2 4x4 convolutions below compute exactly what ``lax.conv_transpose`` / ``lax.conv`` of
+# that geometry compute, arranged so that XLA:CPU runs every part on its fast paths. Plain autodiff
+# of those two gives kernel gradients that are window-dilated convolutions, which XLA:CPU runs on a
+# slow generic path (with Flax's ConvTranspose and Conv they took about 80% of a DCGAN step, and
+# much more when other jobs share the cores). Here:
+# - UpConv (``upconv``): four stride-1 2x2 sub-pixel convolutions; plain autodiff of those gives
+#   stride-1 convolutions for both gradients.
+# - DownConv (``downconv``): XLA's strided convolution forward; a custom VJP computes the input
+#   gradient as the transposed convolution (``upconv`` with the flipped kernel) and the kernel
+#   gradient as one matrix product per kernel tap.
+# Both keep the parameters of Flax's layers (names, shapes, initial values), so checkpoints are
+# unchanged; tests/test_layers.py checks outputs and gradients against Flax within 1e-5.
+
+_DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+
+
+def _flip_transpose(kernel: jax.Array) -> jax.Array:
+    """The kernel of the transposed operation: spatially flipped, in/out channels swapped."""
+    return jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
+
+
+def _down_forward(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return jax.lax.conv_general_dilated(
+        x, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=_DIMENSIONS
+    )
+
+
+def _kernel_gradient(taps: jax.Array, cotangent: jax.Array) -> jax.Array:
+    """``sum over batch and pixels of taps[..., t, :] (x) cotangent`` as a (4, 4, in, out) kernel.
+
+    ``taps`` is ``(batch, h, w, 16, in)``: for each output pixel, the input pixel each of the 16
+    kernel taps multiplies; ``cotangent`` is ``(batch, h, w, out)``. One matrix product per tap.
+    """
+    cin = taps.shape[-1]
+    gradient = jnp.einsum("nhwtc,nhwd->tcd", taps, cotangent)
+    return gradient.reshape(4, 4, cin, cotangent.shape[-1])
+
+
+def upconv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """``lax.conv_transpose(x, kernel, (2, 2), ((2, 2), (2, 2)))`` (NHWC, HWIO, kernel not flipped):
+    the layer of ``nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)))``
+    and of PyTorch's ``ConvTranspose2d(4, stride=2, padding=1)``, output exactly twice the input.
+
+    The transposed convolution correlates ``kernel`` with ``x`` dilated by zeros, so output pixel
+    ``(2m + py, 2n + px)`` only meets the taps ``kernel[py::2, px::2]``: in each dimension, phase 0
+    sums ``x[m - 1] k[0] + x[m] k[2]`` and phase 1 sums ``x[m] k[1] + x[m + 1] k[3]``. Each phase is
+    a stride-1 2x2 convolution of the undilated input (padded by one pixel on the side it reaches
+    past); the four results interleave into the doubled image. The same products, without the
+    dilated form's multiplications by zero, and plain autodiff gives gradients that are stride-1
+    convolutions too (forward mode included).
+    """
+    batch, height, width, _ = x.shape
+    features = kernel.shape[-1]
+    rows = []
+    for py in range(2):
+        phases = [
+            jax.lax.conv_general_dilated(
+                x,
+                kernel[py::2, px::2],
+                window_strides=(1, 1),
+                padding=((1 - py, py), (1 - px, px)),
+                dimension_numbers=_DIMENSIONS,
+            )
+            for px in range(2)
+        ]
+        rows.append(jnp.stack(phases, axis=3))  # (batch, height, width, px, features)
+    y = jnp.stack(rows, axis=2)  # (batch, height, py, width, px, features)
+    return y.reshape(batch, 2 * height, 2 * width, features)
+
+
+@jax.custom_vjp
+def downconv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """``lax.conv(x, kernel, (2, 2), ((1, 1), (1, 1)))`` (NHWC, HWIO): the layer of
+    ``nn.Conv(features, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))`` and of PyTorch's
+    ``Conv2d(4, stride=2, padding=1)``, output ``floor(side / 2)``.
+
+    The forward pass is XLA's own convolution. Gradients: the input's is the transposed convolution
+    with the flipped kernel (``upconv``, trimmed or zero-extended to odd sides), the kernel's a matrix
+    product over the 16 taps (XLA's own would be a window-dilated convolution, slow on CPU).
+    Forward-mode differentiation (``jax.jvp``) is not defined (a ``custom_vjp``).
+    """
+    return _down_forward(x, kernel)
+
+
+def _downconv_fwd(x, kernel):
+    return _down_forward(x, kernel), (x, kernel)
+
+
+def _downconv_bwd(residuals, cotangent):
+    x, kernel = residuals
+    _, height, width, _ = x.shape
+    _, out_height, out_width, _ = cotangent.shape
+    # Input pixel i gets output o through tap i + 1 - 2o: the transposed convolution of the
+    # cotangent, whose 2 * out rows are one short of the input's when its side is odd.
+    extra = ((0, 0), (0, height - 2 * out_height), (0, width - 2 * out_width), (0, 0))
+    grown = jnp.pad(cotangent, tuple((0, (e + 1) // 2) for _, e in extra))
+    dx = upconv(grown, _flip_transpose(kernel))[:, :height, :width]
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    taps = jnp.stack(
+        [
+            padded[:, ky : ky + 2 * out_height : 2, kx : kx + 2 * out_width : 2]
+            for ky in range(4)
+            for kx in range(4)
+        ],
+        axis=3,
+    )
+    dkernel = _kernel_gradient(taps, cotangent)
+    return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
+
+
+downconv.defvjp(_downconv_fwd, _downconv_bwd)
+
+
+class _Conv4x4(nn.Module):
+    """Holds exactly the parameters of Flax's ``Conv`` / ``ConvTranspose`` with a 4x4 kernel:
+    ``kernel`` ``(4, 4, in, features)`` and ``bias`` ``(features,)``, same initialisers, same
+    init randomness (the parameter names and module path decide it), and applies ``op``."""
+
+    features: int
+    op: Callable[[jax.Array, jax.Array], jax.Array]
+    use_bias: bool = True
+    kernel_init: Callable = INITIALIZERS["default"]
+    bias_init: Callable = nn.initializers.zeros_init()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features))
+        bias = self.param("bias", self.bias_init, (self.features,)) if self.use_bias else None
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)
+        y = self.op(x, kernel)
+        return y if bias is None else y + bias
+
+
 class UpConv(nn.Module):
     """Doubles height and width: a 4x4 stride-2 transposed convolution with the geometry of PyTorch's
-    ``ConvTranspose2d(kernel_size=4, stride=2, padding=1)`` (symmetric, output exactly 2x input)."""
+    ``ConvTranspose2d(kernel_size=4, stride=2, padding=1)`` (symmetric, output exactly 2x input).
+
+    Computes ``nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)))`` with
+    the same parameters (``ConvTranspose_0/{kernel, bias}``, same initial values: checkpoints are
+    unchanged) through ``upconv``, whose forward pass and gradients are fast on XLA:CPU.
+    """
 
     features: int
     use_bias: bool = True
@@ -51,18 +189,22 @@ class UpConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return nn.ConvTranspose(
+        return _Conv4x4(
             self.features,
-            (4, 4),
-            strides=(2, 2),
-            padding=((2, 2), (2, 2)),
+            upconv,
             use_bias=self.use_bias,
             kernel_init=self.kernel_init,
+            name="ConvTranspose_0",
         )(x)
 
 
 class DownConv(nn.Module):
-    """Halves height and width: a 4x4 stride-2 convolution with padding 1 (PyTorch's DCGAN geometry)."""
+    """Halves height and width: a 4x4 stride-2 convolution with padding 1 (PyTorch's DCGAN geometry).
+
+    Computes ``nn.Conv(features, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))`` with the same
+    parameters (``Conv_0/{kernel, bias}``, same initial values) through ``downconv``, whose
+    gradients are fast on XLA:CPU.
+    """
 
     features: int
     use_bias: bool = True
@@ -70,13 +212,12 @@ class DownConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return nn.Conv(
+        return _Conv4x4(
             self.features,
-            (4, 4),
-            strides=(2, 2),
-            padding=((1, 1), (1, 1)),
+            downconv,
             use_bias=self.use_bias,
             kernel_init=self.kernel_init,
+            name="Conv_0",
         )(x)
 
 
