@@ -2,7 +2,8 @@
 
 Tests, tools and later features rely on these names: ``seed``, ``num_train_steps``, ``batch_size``
 (global), ``log_every_steps``, ``eval_every_steps``, ``checkpoint_every_steps``, ``data`` (with at least
-``name`` and ``dir``), ``model`` and ``optimizer``.
+``name`` and ``dir``), ``model``, ``optimizer`` and ``evaluation`` (sample-quality metrics in training
+and the best checkpoint; see ``get_evaluation_config``).
 """
 
 import ml_collections
@@ -25,6 +26,31 @@ def get_data_config(**overrides) -> ml_collections.ConfigDict:
     return config
 
 
+def get_evaluation_config(**overrides) -> ml_collections.ConfigDict:
+    """Sample-quality metrics during training and which checkpoint to keep as the best.
+
+    See ``experiments.evaluation``; ``python -m experiments.evaluate`` reads ``feature_net``,
+    ``inception_weights`` and ``cache_dir`` from here too (its flags override them).
+    """
+    config = ml_collections.ConfigDict(
+        dict(
+            metrics="",  # in training, every eval_every_steps: e.g. 'fid,kid,is,pr' ('' = none)
+            num_samples=2000,  # samples per in-training eval (the command defaults to 10000)
+            sample_batch_size=500,
+            reference_split="",  # '' = data.eval_split
+            feature_net="auto",  # auto | classifier | inception (auto: classifier for MNIST-format data)
+            inception_weights="",  # .npz of the TF-FID InceptionV3 weights (see the README)
+            feature_batch_size=0,  # 0 = the feature net's default; results do not depend on it
+            force_fid=False,  # compute FID with fewer samples than twice the feature dimension
+            best_metric="",  # keep the best checkpoint in checkpoints_best/ by this eval metric
+            best_mode="min",  # min | max
+            cache_dir="",  # '' = $GAN_VAE_JAX_CACHE, else ~/.cache/gan_vae_jax
+        )
+    )
+    config.update(overrides)
+    return config
+
+
 def get_base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.family = "gan"  # gan | vae
@@ -40,4 +66,5 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.data = get_data_config()
     config.model = ml_collections.ConfigDict()
     config.optimizer = ml_collections.ConfigDict()
+    config.evaluation = get_evaluation_config()
     return config

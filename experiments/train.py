@@ -19,6 +19,8 @@ import numpy as np
 
 from experiments import checkpoint, data, images, rng, sharding, writers
 from experiments.errors import ConfigError
+from experiments.evaluation import best as best_checkpoint
+from experiments.evaluation import in_training
 from experiments.family import make_family
 
 PERF_PREFIX = "perf/"
@@ -94,6 +96,11 @@ class Experiment:
         )
         self.eval_step = jax.jit(self.family.eval_step)
         self.grids = jax.jit(self.family.grids)
+        self.sample_metrics = (  # config.evaluation.metrics: FID etc. at every eval
+            in_training.InTrainingEvaluator(config, self.family, self.workdir, self.root)
+            if in_training.enabled(config)
+            else None
+        )
 
     @staticmethod
     def _train_step(family, state, batch, root):
@@ -143,6 +150,8 @@ class Experiment:
         summarize = getattr(self.family, "summarize_eval", None)
         if summarize is not None:
             averages.update(summarize(averages))
+        if self.sample_metrics is not None:
+            averages.update(self.sample_metrics(state, step, self.eval_source))
         return {f"eval/{key}": value for key, value in averages.items()}
 
     def save_grids(self, state, step: int, writer: writers.MetricWriter) -> None:
@@ -171,6 +180,7 @@ class Experiment:
         checkpointer = checkpoint.Checkpointer(
             self.workdir / "checkpoints", keep=config.checkpoints_to_keep
         )
+        best = best_checkpoint.from_config(config, self.workdir)  # None unless configured
         try:
             state, start_step = self.restore_or_init(checkpointer)
             self.write_config(start_step)
@@ -185,13 +195,15 @@ class Experiment:
             writer = writers.MetricWriter(self.workdir, resume_step=start_step)
             try:
                 with StopSignal() as stop:
-                    return self._loop(state, start_step, checkpointer, writer, stop)
+                    return self._loop(state, start_step, checkpointer, writer, stop, best)
             finally:
                 writer.close()
         finally:
             checkpointer.close()
+            if best is not None:
+                best.close()
 
-    def _loop(self, state, start_step, checkpointer, writer, stop) -> int:
+    def _loop(self, state, start_step, checkpointer, writer, stop, best=None) -> int:
         config, last_step = self.config, self.config.num_train_steps
         progress = writers.Progress(start_step, last_step)
         pending = None  # (step, metrics, finite) of the step before the one just dispatched
@@ -219,7 +231,10 @@ class Experiment:
                     checkpointer.save(step, state)
                     say(f"step {step}: checkpoint saved")
                 if is_due(step, config.eval_every_steps, last_step):
-                    writer.write(step, self.evaluate(state, step))
+                    eval_metrics = self.evaluate(state, step)
+                    writer.write(step, eval_metrics)
+                    if best is not None:
+                        best.update(step, state, eval_metrics)
                     self.save_grids(state, step, writer)
         except NonFiniteError as error:
             checkpointer.wait()

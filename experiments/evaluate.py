@@ -1,0 +1,181 @@
+"""Evaluates a checkpoint: ``python -m experiments.evaluate --workdir DIR [--step S] [--best]
+[--num_samples 10000] [--metrics fid,kid,is,pr,dc,acc,ifid] [--reference_split test]
+[--feature_net auto|classifier|inception] [--inception_weights FILE.npz] [--seed 0] [--nofloor]``.
+
+Writes ``DIR/eval/<step>.json`` (``DIR/eval/best_<step>.json`` with ``--best``): the metric keys at
+the top level (``fid``, ``kid_mean``, ``kid_std``, ``is_mean``, ``is_std``, ``precision``,
+``recall``, ``density``, ``coverage``; ``accuracy``, ``intra_fid`` for conditional families; and
+whatever the family's ``evaluation_metrics`` adds), ``floor`` (the same metrics for real train
+images: the best any model can do under this protocol) and ``protocol``. See
+``experiments.evaluation.evaluator`` for the metric names and the README for the protocol.
+
+Without ``--workdir``, ``--dataset NAME [--data_dir DIR]`` computes the real-data floor alone and
+prints it (or writes ``--output``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from absl import app, flags
+
+from experiments import cli
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Experiment directory to evaluate.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+_BEST = flags.DEFINE_bool("best", False, "Evaluate the checkpoint kept in checkpoints_best/.")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 10_000, "Generated samples.")
+_METRICS = flags.DEFINE_string(
+    "metrics", "fid,kid,is,pr,dc,acc,ifid", "Comma-separated metric names."
+)
+_REFERENCE_SPLIT = flags.DEFINE_string(
+    "reference_split", "", "Real split to compare with ('' = the config's data.eval_split)."
+)
+_FEATURE_NET = flags.DEFINE_string(
+    "feature_net", "", "auto | classifier | inception ('' = config.evaluation.feature_net)."
+)
+_INCEPTION_WEIGHTS = flags.DEFINE_string(
+    "inception_weights", "", "The .npz of the TF-FID InceptionV3 weights."
+)
+_CACHE_DIR = flags.DEFINE_string(
+    "cache_dir", "", "Evaluation cache ('' = $GAN_VAE_JAX_CACHE or ~/.cache/gan_vae_jax)."
+)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the samples (and of KID's subsets).")
+_SAMPLE_BATCH_SIZE = flags.DEFINE_integer("sample_batch_size", 500, "Samples per sample() call.")
+_FEATURE_BATCH_SIZE = flags.DEFINE_integer(
+    "feature_batch_size", 0, "Images per feature-net call (0 = its default)."
+)
+_FLOOR = flags.DEFINE_bool("floor", True, "Also compute the real-data floor.")
+_FORCE_FID = flags.DEFINE_bool(
+    "force_fid", False, "Compute FID with fewer samples than twice the feature dimension."
+)
+_OUTPUT = flags.DEFINE_string("output", "", "Where to write the JSON (default: DIR/eval/...).")
+_DATASET = flags.DEFINE_string(
+    "dataset", "", "Without --workdir: the dataset whose floor to compute."
+)
+_DATA_DIR = flags.DEFINE_string("data_dir", "", "With --dataset: its data.dir.")
+
+
+def evaluation_settings(config):
+    """``config.evaluation``, or its defaults for workdirs made before it existed."""
+    from configs import base
+
+    settings = base.get_evaluation_config()
+    if config is not None and config.get("evaluation") is not None:
+        settings.update(config.evaluation.to_dict())
+    return settings
+
+
+def make_options(settings, reference_split: str):
+    from experiments.evaluation import cache, evaluator
+
+    return evaluator.EvalOptions(
+        metrics=evaluator.parse_metrics(_METRICS.value),
+        num_samples=_NUM_SAMPLES.value,
+        reference_split=reference_split,
+        feature_net=_FEATURE_NET.value or settings.feature_net,
+        inception_weights=_INCEPTION_WEIGHTS.value or settings.inception_weights,
+        cache_dir=cache.resolve_cache_dir(_CACHE_DIR.value or settings.cache_dir),
+        seed=_SEED.value,
+        sample_batch_size=_SAMPLE_BATCH_SIZE.value,
+        feature_batch_size=_FEATURE_BATCH_SIZE.value or None,
+        floor=_FLOOR.value,
+        force_fid=_FORCE_FID.value,
+    )
+
+
+def load_best(workdir: Path):
+    from experiments import train
+    from experiments import workdir as workdir_lib
+    from experiments.checkpoint import CheckpointError
+    from experiments.evaluation import best
+
+    config = workdir_lib.load_config(workdir)
+    directory = workdir / best.BEST_DIR
+    if not directory.is_dir():
+        raise CheckpointError(f"{workdir} has no {best.BEST_DIR}/ (config.evaluation.best_metric)")
+    settings = evaluation_settings(config)
+    keeper = best.BestCheckpointer(directory, settings.best_metric, settings.best_mode)
+    try:
+        kept = keeper.best()
+        if kept is None:
+            raise CheckpointError(f"{directory} holds no checkpoint")
+        experiment = train.Experiment(config, workdir)
+        state = keeper.restore(kept[0], experiment.abstract_state())
+    finally:
+        keeper.close()
+    return experiment, state, kept[0]
+
+
+def evaluate_workdir(workdir: Path) -> tuple[dict, Path]:
+    from experiments import rng
+    from experiments import workdir as workdir_lib
+    from experiments.evaluation import evaluator
+
+    if _BEST.value:
+        experiment, state, step = load_best(workdir)
+    else:
+        experiment, state, step = workdir_lib.load_experiment(workdir, _STEP.value)
+    config = experiment.config
+    reference_split = _REFERENCE_SPLIT.value or config.data.eval_split
+    options = make_options(evaluation_settings(config), reference_split)
+    key = rng.purpose_key(rng.root_key(options.seed), "evaluate")
+    eval_source = experiment.eval_source if reference_split == config.data.eval_split else None
+    report = evaluator.evaluate(
+        experiment.family, state, config.data, options, key, eval_source=eval_source
+    )
+    report["protocol"].update(
+        workdir=str(workdir.absolute()),
+        step=step,
+        checkpoint="checkpoints_best" if _BEST.value else "checkpoints",
+        in_training=False,
+        sample_key="purpose_key(root_key(seed), 'evaluate')",
+        command=" ".join(["python -m experiments.evaluate", *sys.argv[1:]]),
+    )
+    name = f"best_{step}.json" if _BEST.value else f"{step}.json"
+    output = Path(_OUTPUT.value) if _OUTPUT.value else workdir / "eval" / name
+    return evaluator.flat_report(report), output
+
+
+def evaluate_floor() -> dict:
+    from configs import base
+    from experiments.evaluation import evaluator
+
+    data_config = base.get_data_config(name=_DATASET.value, dir=_DATA_DIR.value)
+    options = make_options(evaluation_settings(None), _REFERENCE_SPLIT.value or "test")
+    report = evaluator.floor_report(data_config, options)
+    report["protocol"]["command"] = " ".join(["python -m experiments.evaluate", *sys.argv[1:]])
+    return evaluator.flat_report(report)
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not _WORKDIR.value and not _DATASET.value:
+        cli.fail("missing --workdir=DIR (or --dataset=NAME for the real-data floor alone)")
+    cli.quiet_library_logs()
+    from experiments import data
+    from experiments.checkpoint import CheckpointError
+    from experiments.errors import ConfigError
+
+    try:
+        if _WORKDIR.value:
+            report, output = evaluate_workdir(Path(_WORKDIR.value))
+        else:
+            report, output = evaluate_floor(), Path(_OUTPUT.value) if _OUTPUT.value else None
+    except (ConfigError, data.DataError, CheckpointError) as error:
+        cli.fail(str(error), status=1)
+    text = json.dumps(report, indent=2, sort_keys=True)
+    if output is None:
+        print(text)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text + "\n")
+    shown = {k: v for k, v in report.items() if isinstance(v, float)}
+    print(json.dumps({"written": str(output), **shown}, indent=2))
+
+
+if __name__ == "__main__":
+    app.run(main)

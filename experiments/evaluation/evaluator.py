@@ -1,0 +1,399 @@
+"""One evaluation of a model state: samples → features → metrics against cached real features, with
+the protocol that makes the numbers comparable. Used by ``python -m experiments.evaluate`` and,
+every ``eval_every_steps``, by the train loop (``config.evaluation.metrics``).
+
+Metric names (``--metrics`` / ``config.evaluation.metrics``) and the result keys they produce:
+
+- ``fid`` → ``fid``; ``kid`` → ``kid_mean``, ``kid_std``; ``is`` → ``is_mean``, ``is_std`` (the
+  Inception score with InceptionV3, the classifier score with the domain classifier);
+  ``pr`` → ``precision``, ``recall``; ``dc`` → ``density``, ``coverage``;
+- conditional families only (``family.conditional`` true; samples are requested with balanced labels
+  ``i % num_classes``): ``acc`` → ``accuracy`` (the feature net's prediction equals the requested
+  label; meaningful with the domain classifier), ``ifid`` → ``intra_fid`` (mean over classes) and
+  ``intra_fid_per_class``.
+
+The real data is the ``reference_split`` of the run's dataset (all of it). The *real-data floor*
+(``floor``) is the same metrics for ``n_generated`` real images of the train split (a fixed subset,
+``reference.FLOOR_SUBSET_SEED``) in place of samples: what a perfect model would score.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import rng
+from experiments.errors import ConfigError
+from experiments.evaluation import cache, features, metrics, reference
+
+METRIC_NAMES = ("fid", "kid", "is", "pr", "dc", "acc", "ifid")
+CONDITIONAL_METRICS = ("acc", "ifid")
+DEFAULT_METRICS = ",".join(METRIC_NAMES)
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scipy")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class EvalOptions:
+    """What an evaluation computes and how; also what a family's ``evaluation_metrics`` receives.
+
+    Attributes:
+        metrics: names from ``METRIC_NAMES``.
+        num_samples: generated samples (``n_generated``).
+        reference_split: split of the run's dataset that the samples are compared with.
+        feature_net: 'auto', 'classifier' or 'inception' (``features``).
+        inception_weights: the ``.npz`` of the TF-FID InceptionV3 weights (inception only).
+        cache_dir: where classifiers and real features are cached.
+        seed: the samples' seed (in training: the run's seed; the key is also folded with the step).
+        sample_batch_size: samples drawn per call of ``family.sample``.
+        feature_batch_size: images per feature-net call (None = the net's default); results do not
+            depend on it.
+        floor: also compute the real-data floor.
+        force_fid: compute FID even with fewer samples than twice the feature dimension.
+        family_metrics: call the family's ``evaluation_metrics`` (the command does; the train loop
+            does not: its own ``eval_step`` metrics are there, and e.g. an IWAE bound is costly).
+    """
+
+    metrics: tuple[str, ...] = METRIC_NAMES
+    num_samples: int = 10_000
+    reference_split: str = "test"
+    feature_net: str = "auto"
+    inception_weights: str = ""
+    cache_dir: Path = dataclasses.field(default_factory=cache.default_cache_dir)
+    seed: int = 0
+    sample_batch_size: int = 500
+    feature_batch_size: int | None = None
+    floor: bool = True
+    force_fid: bool = False
+    family_metrics: bool = True
+
+
+def parse_metrics(text: str) -> tuple[str, ...]:
+    """``'fid,kid'`` → ``('fid', 'kid')``; unknown names raise ``ConfigError``."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in METRIC_NAMES]
+    if unknown:
+        raise ConfigError(f"unknown metric(s) {unknown}; expected names from {list(METRIC_NAMES)}")
+    return names
+
+
+def git_commit() -> str:
+    """``HEAD``'s hash, with ``-dirty`` when tracked files differ from it; 'unknown' without git."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        )
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if commit.returncode:
+        return "unknown"
+    return commit.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def environment() -> dict:
+    device = jax.devices()[0]
+    return {
+        "git_commit": git_commit(),
+        "packages": package_versions(),
+        "device_kind": device.device_kind,
+        "device_platform": device.platform,
+        "device_count": jax.device_count(),
+    }
+
+
+def metric_keys(names) -> list[str]:
+    keys = {
+        "fid": ["fid"],
+        "kid": ["kid_mean", "kid_std"],
+        "is": ["is_mean", "is_std"],
+        "pr": ["precision", "recall"],
+        "dc": ["density", "coverage"],
+        "acc": ["accuracy"],
+        "ifid": ["intra_fid"],
+    }
+    return [key for name in names for key in keys[name]]
+
+
+def compute_metrics(
+    names,
+    real: reference.RealFeatures,
+    generated: features.Features,
+    generated_labels: np.ndarray | None,
+    *,
+    seed: int,
+    force_fid: bool = False,
+) -> dict:
+    """The metrics ``names`` of ``generated`` against ``real`` (features already extracted)."""
+    results: dict = {}
+    if "fid" in names:
+        stats = metrics.gaussian_stats(generated.features)
+        results["fid"] = metrics.fid(real.stats, stats, force=force_fid)
+    if "kid" in names:
+        results["kid_mean"], results["kid_std"] = metrics.kid(
+            real.features.features, generated.features, seed=seed
+        )
+    if "is" in names:
+        results["is_mean"], results["is_std"] = metrics.inception_score(generated.logits)
+    radii = {}
+    if "pr" in names or "dc" in names:
+        ks = [k for name, k in (("pr", metrics.PR_K), ("dc", metrics.DC_K)) if name in names]
+        radii = metrics.knn_radii_many(np.asarray(real.features.features, np.float64), tuple(ks))
+    if "pr" in names:
+        results["precision"], results["recall"] = metrics.precision_recall(
+            real.features.features, generated.features, real_radii=radii[metrics.PR_K]
+        )
+    if "dc" in names:
+        results["density"], results["coverage"] = metrics.density_coverage(
+            real.features.features, generated.features, real_radii=radii[metrics.DC_K]
+        )
+    if "acc" in names:
+        results["accuracy"] = metrics.label_accuracy(generated.logits, generated_labels)
+    if "ifid" in names:
+        if real.labels is None:
+            raise ConfigError(f"intra-class FID needs labels; {real.dataset} has none")
+        per_class = metrics.intra_class_fid(
+            real.features.features,
+            real.labels,
+            generated.features,
+            generated_labels,
+            force=force_fid,
+        )
+        results["intra_fid"] = float(np.mean(list(per_class.values())))
+        results["intra_fid_per_class"] = {str(k): v for k, v in per_class.items()}
+    return results
+
+
+def balanced_labels(num: int, num_classes: int) -> np.ndarray:
+    return (np.arange(num) % num_classes).astype(np.int32)
+
+
+def generated_features(
+    family,
+    state,
+    feature_net: features.FeatureNet,
+    key,
+    options: EvalOptions,
+    labels=None,
+    samplers: dict | None = None,
+) -> features.Features:
+    """Features of ``options.num_samples`` samples; batch ``b`` is drawn with ``fold_in(key, b)``.
+
+    ``samplers``: a dict that keeps the compiled sampling function between calls (in training).
+    """
+    batch = options.sample_batch_size
+    samplers = {} if samplers is None else samplers
+    cache_key = (batch, labels is not None)
+    if cache_key not in samplers:
+        if labels is None:
+            samplers[cache_key] = jax.jit(lambda state, key: family.sample(state, key, batch))
+        else:
+            samplers[cache_key] = jax.jit(
+                lambda state, key, labels: family.sample(state, key, batch, labels)
+            )
+    sample = samplers[cache_key]
+    parts = []
+    for index, start in enumerate(range(0, options.num_samples, batch)):
+        count = min(batch, options.num_samples - start)
+        batch_key = jax.random.fold_in(key, index)
+        if labels is None:
+            images = sample(state, batch_key)
+        else:
+            chunk = labels[start : start + batch]
+            chunk = np.concatenate([chunk, np.zeros(batch - count, chunk.dtype)])
+            images = sample(state, batch_key, jnp.asarray(chunk))
+        parts.append(feature_net.extract_batch(np.asarray(jax.device_get(images))[:count]))
+    return features.Features.concatenate(parts)
+
+
+def evaluate(
+    family,
+    state,
+    data_config,
+    options: EvalOptions,
+    key: jax.Array,
+    *,
+    eval_source=None,
+    feature_net: features.FeatureNet | None = None,
+    samplers: dict | None = None,
+    log=None,
+) -> dict:
+    """Evaluates ``state``: ``{'metrics': {...}, 'floor': {...} | None, 'protocol': {...}}``.
+
+    ``key`` fixes the samples. A family with an ``evaluation_metrics(state, eval_source, key,
+    options)`` method contributes its own metrics (merged into ``metrics``). Sample-based image
+    metrics are skipped, with the reason in ``protocol['skipped']``, for data that are not images
+    and (``acc``, ``ifid``) for families that are not conditional.
+    """
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    cache_dir = cache.resolve_cache_dir(options.cache_dir)
+    if eval_source is None:
+        from experiments import data
+
+        eval_source = data.build_eval_source(data_config, options.reference_split)
+    names = list(options.metrics)
+    skipped = {}
+    is_images = len(eval_source.example_shape) == 3
+    conditional = bool(getattr(family, "conditional", False))
+    if not is_images:
+        for name in names:
+            skipped[name] = "the data are not images"
+        names = []
+    if not conditional:
+        for name in CONDITIONAL_METRICS:
+            if name in names:
+                names.remove(name)
+                skipped[name] = "the family is not conditional"
+    protocol: dict = {
+        "dataset": data_config.name,
+        "reference_split": options.reference_split,
+        "metrics": names,
+        "seed": options.seed,
+        "sample_batch_size": options.sample_batch_size,
+        "samples": "batch b of sample_batch_size drawn with fold_in(purpose_key(key, 'samples'), b)",
+        "is_splits": metrics.IS_SPLITS,
+        "kid_subsets": metrics.KID_NUM_SUBSETS,
+        "kid_subset_size": metrics.KID_SUBSET_SIZE,
+        "kid_kernel": "(x.y/d + 1)^3, unbiased MMD^2",
+        "pr_k": metrics.PR_K,
+        "dc_k": metrics.DC_K,
+        "fid_covariance": "float64, ddof=1; sqrt via eigh (real by construction)",
+    }
+    results: dict = {}
+    floor = None
+    if names:
+        if feature_net is None:
+            feature_net = features.build_feature_net(
+                options.feature_net,
+                data_config.name,
+                cache_dir=cache_dir,
+                data_dir=data_config.get("dir", "") or "",
+                inception_weights=options.inception_weights,
+                batch_size=options.feature_batch_size,
+                log=log,
+            )
+        protocol.update(feature_net.protocol())
+        real = reference.real_features(feature_net, data_config, options.reference_split, cache_dir)
+        labels = (
+            balanced_labels(options.num_samples, eval_source.num_classes) if conditional else None
+        )
+        sample_key = rng.purpose_key(key, "samples")
+        generated = generated_features(
+            family, state, feature_net, sample_key, options, labels, samplers
+        )
+        metrics_key_seed = options.seed
+        results = compute_metrics(
+            names, real, generated, labels, seed=metrics_key_seed, force_fid=options.force_fid
+        )
+        protocol.update(
+            n_real=real.n,
+            n_generated=len(generated),
+            reference_examples=real.indices,
+        )
+        if options.floor:
+            train_split = data_config.get("train_split", "train")
+            floor_real = reference.real_features(
+                feature_net, data_config, train_split, cache_dir, num=options.num_samples
+            )
+            floor = compute_metrics(
+                names,
+                real,
+                floor_real.features,
+                floor_real.labels,
+                seed=metrics_key_seed,
+                force_fid=options.force_fid,
+            )
+            protocol["floor"] = {
+                "split": train_split,
+                "n": floor_real.n,
+                "examples": floor_real.indices,
+                "subset_seed": reference.FLOOR_SUBSET_SEED,
+            }
+    family_metrics = getattr(family, "evaluation_metrics", None)
+    if family_metrics is not None and options.family_metrics:
+        extra = family_metrics(state, eval_source, rng.purpose_key(key, "family"), options)
+        results.update({k: float(v) if np.ndim(v) == 0 else v for k, v in extra.items()})
+    protocol["skipped"] = skipped
+    protocol.update(environment())
+    return {"metrics": results, "floor": floor, "protocol": protocol}
+
+
+def flat_report(report: dict) -> dict:
+    """``metrics`` at the top level (the keys ``fid``, ``kid_mean`` ...), then ``floor`` and
+    ``protocol``: the layout of ``eval/<step>.json``."""
+    return {**report["metrics"], "floor": report["floor"], "protocol": report["protocol"]}
+
+
+def floor_report(data_config, options: EvalOptions, *, feature_net=None, log=None) -> dict:
+    """The real-data floor alone: ``options.num_samples`` train images in place of samples.
+
+    Same layout as ``evaluate`` (its ``metrics`` are the floor's); conditional metrics use the
+    images' true labels.
+    """
+    cache_dir = cache.resolve_cache_dir(options.cache_dir)
+    if feature_net is None:
+        feature_net = features.build_feature_net(
+            options.feature_net,
+            data_config.name,
+            cache_dir=cache_dir,
+            data_dir=data_config.get("dir", "") or "",
+            inception_weights=options.inception_weights,
+            batch_size=options.feature_batch_size,
+            log=log,
+        )
+    real = reference.real_features(feature_net, data_config, options.reference_split, cache_dir)
+    train_split = data_config.get("train_split", "train")
+    floor_real = reference.real_features(
+        feature_net, data_config, train_split, cache_dir, num=options.num_samples
+    )
+    names = [n for n in options.metrics if n not in CONDITIONAL_METRICS or real.labels is not None]
+    results = compute_metrics(
+        names,
+        real,
+        floor_real.features,
+        floor_real.labels,
+        seed=options.seed,
+        force_fid=options.force_fid,
+    )
+    protocol = {
+        "dataset": data_config.name,
+        "reference_split": options.reference_split,
+        "metrics": names,
+        "n_real": real.n,
+        "n_generated": floor_real.n,
+        "generated": f"real {train_split} images ({floor_real.indices}), not samples",
+        "seed": options.seed,
+        "is_splits": metrics.IS_SPLITS,
+        "kid_subsets": metrics.KID_NUM_SUBSETS,
+        "kid_subset_size": metrics.KID_SUBSET_SIZE,
+        "pr_k": metrics.PR_K,
+        "dc_k": metrics.DC_K,
+        **feature_net.protocol(),
+        **environment(),
+    }
+    return {"metrics": results, "floor": None, "protocol": protocol}
