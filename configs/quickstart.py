@@ -1,8 +1,17 @@
 """Quickstart: a convolutional VAE on the embedded procedural shapes (no download, no data files).
 
-Command:
-  python -m experiments.main --config=configs/quickstart.py --workdir=runs/quickstart
-Time on 2 CPU cores: TODO. Expected result: TODO.
+Command::
+
+    python -m experiments.main --config=configs/quickstart.py --workdir=runs/quickstart
+
+Model: the conv VAE of ``vae_jax.networks`` (4x4 stride-2 convolutions 28 → 14 → 7 with 32 and 64
+channels, a 256-unit dense layer, latent 10, ReLU), Bernoulli likelihood on the grey shapes (the
+usual dSprites-style choice), Adam 1e-3, batch 64, 1000 steps with eval, grids (reconstructions,
+prior samples, interpolations, traversals) and a checkpoint every 500 steps.
+
+Time on 2 CPU cores: ~2 min on the shared machine (1500 steps took 193 s there; an unshared
+machine is faster). Expected result (seed 0, measured): test negative ELBO (``eval/loss``) 45.1 nats
+at step 500 and 43.5 at step 1000.
 """
 
 from configs import base
@@ -20,7 +29,7 @@ def get_config(arg=None):
     )
     config.optimizer = default_optimizer_config(name="adam", learning_rate=1e-3)
     config.batch_size = 64
-    config.num_train_steps = 1500
+    config.num_train_steps = 1000
     config.log_every_steps = 100
     config.eval_every_steps = 500
     config.checkpoint_every_steps = 500

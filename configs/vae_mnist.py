@@ -1,43 +1,31 @@
-"""VAE on dynamically binarised MNIST: the 784-500-20 MLP VAE of Kingma & Welling (2014) and Flax's
-VAE example, Adam 1e-3, batch 128, 10 epochs.
+"""VAE on dynamically binarised MNIST: ``vae_binarized_mnist`` (MLP 784-512-512-32, ELU, EMA, cosine
+decay, batch 64) on the MNIST IDX files, re-binarised at every step.
 
 Command::
 
     python -m experiments.main --config=configs/vae_mnist.py --workdir=runs/vae_mnist
 
-Data: MNIST from its IDX files (``mnist``), train split (60 000 images) for training, the test split
-(10 000) for eval. Each training image is re-binarised at every step (``binarize='dynamic'``: pixel
-intensity = probability of a 1), the usual protocol of the IWAE / VAE literature. One epoch is
-60000 // 128 = 468 steps; the run is 10 epochs = 4680 steps, with eval, sample grids and a checkpoint
-every epoch and metrics every 100 steps.
+Data: MNIST (``mnist``), train split (60 000 images) for training, the test split (10 000) for eval,
+binarised once with a fixed seed (``experiments.data.build_eval_source``). Each training image is
+re-binarised at every step (``binarize='dynamic'``: pixel intensity = probability of a 1), the
+protocol of most of the IWAE / VAE literature (it overfits far less than the static binarisation).
+One epoch is 60000 // 64 = 937 steps; the run is 30 epochs = 28 110 steps.
 
-Time on 2 CPU cores: TODO (to be measured).
-Expected result: TODO (to be measured: eval/loss, the test negative ELBO in nats, at step 4680).
+Time on 2 CPU cores: ~40 s per epoch, ~20 min for the run (estimated from ``vae_binarized_mnist``;
+not measured separately). Expected result: not measured (the test ELBO of the dynamically binarised
+test set is not comparable with the static one).
 """
 
-from configs import base
-from experiments.optim import default_optimizer_config
-from vae_jax.defaults import default_model_config
+from configs import base, vae_binarized_mnist
 
 TRAIN_EXAMPLES = 60_000
-BATCH_SIZE = 128
-EPOCHS = 10
-STEPS_PER_EPOCH = TRAIN_EXAMPLES // BATCH_SIZE  # 468
+EPOCHS = 30
 
 
 def get_config():
-    config = base.get_base_config()
-    config.family = "vae"
-    config.batch_size = BATCH_SIZE
-    config.num_train_steps = EPOCHS * STEPS_PER_EPOCH  # 4680
-    config.log_every_steps = 100
-    config.eval_every_steps = STEPS_PER_EPOCH
-    config.checkpoint_every_steps = STEPS_PER_EPOCH
+    config = vae_binarized_mnist.get_config()
     config.data = base.get_data_config(
         name="mnist", train_split="train", eval_split="test", binarize="dynamic"
     )
-    config.model = default_model_config(
-        encoder="mlp", image_shape=(28, 28, 1), latent_dim=20, hidden_widths=(500,)
-    )
-    config.optimizer = default_optimizer_config(name="adam", learning_rate=1e-3)
+    vae_binarized_mnist.set_epochs(config, EPOCHS, train_examples=TRAIN_EXAMPLES)
     return config

@@ -1,38 +1,53 @@
-"""The VAE family: a Gaussian-latent, Bernoulli-likelihood variational autoencoder trained on the ELBO.
+"""The VAE family: Gaussian-latent VAEs (β-VAE, KL warm-up, free bits, IWAE, conditional) trained on
+the ELBO or the importance-weighted bound, with a Bernoulli, Gaussian or discretised-logistic
+likelihood.
 
-``make(config) -> VAEFamily`` implements ``experiments.family.Family``. The model is Kingma & Welling
-(2014): q(z | x) = N(mean(x), diag(exp(logvar(x)))), p(z) = N(0, I), p(x | z) = independent
-Bernoullis with logits from the decoder; one reparameterised posterior draw per example and step,
-analytic KL.
+``make(config) -> VAEFamily`` implements ``experiments.family.Family`` (plus the optional
+``evaluation_metrics`` of ``experiments.evaluate``). The model is Kingma & Welling (2014): q(z | x) =
+N(mean(x), diag(exp(logvar(x)))), p(z) = N(0, I), p(x | z) from the decoder; reparameterised
+posterior draws, analytic KL.
 
 Config keys read (``vae_jax.defaults.default_model_config``, re-exported here, lists them with
 their defaults):
 
 ``config.model``
-    ``encoder``: ``'mlp'`` | ``'conv'`` (the decoder mirrors it; see ``vae_jax.networks``).
-    ``image_shape``: ``(height, width, channels)`` of the data, e.g. ``(28, 28, 1)``. The decoder's
-    output shape and ``sample`` need it before any data is seen, so it is read from the config; and
-    ``init_state`` raises ``ConfigError`` when the example batch's images have another shape.
-    ``latent_dim``: dimension of z.
-    ``hidden_widths``: tuple of dense widths of the MLP encoder; the MLP decoder uses the same widths.
-    ``conv_features``: tuple of channel widths of the conv encoder's stride-2 convolutions (the
-    decoder uses them reversed); the image side must be divisible by ``2 ** len(conv_features)``.
-    ``hidden``: width of the conv encoder's and decoder's dense layer.
-    ``activation``: a name from ``experiments.layers.ACTIVATIONS``.
-    ``kernel_init``: a name from ``experiments.layers.INITIALIZERS``.
-    ``likelihood``: ``'bernoulli'`` (the only one so far; anything else is a ``ConfigError``).
-    ``kl_weight``: β multiplying the KL term in the loss (1.0 = the ELBO).
+    Networks (``vae_jax.networks``): ``encoder`` (``'mlp'`` | ``'conv'``; the decoder mirrors it),
+    ``image_shape`` ``(height, width, channels)`` (the decoder's output shape and ``sample`` need it
+    before any data is seen; ``init_state`` raises ``ConfigError`` when the data's images differ),
+    ``latent_dim``, ``hidden_widths`` (MLP; the decoder uses them reversed), ``conv_features`` and
+    ``hidden`` (conv), ``activation`` (``experiments.layers.ACTIVATIONS``), ``kernel_init``
+    (``experiments.layers.INITIALIZERS``), ``num_classes`` (> 0: a conditional VAE on the batch's
+    ``'label'``), ``output_bias_init``: ``'data_mean'`` sets the decoder's per-pixel output bias at
+    init so that a zero network output decodes to the mean image of the first train batch (for
+    Bernoulli: the logit of each pixel's mean; this removes the first epochs' work of learning the
+    background), or ``'zeros'``.
+    Likelihood (``vae_jax.likelihoods``): ``likelihood`` (``'bernoulli'`` | ``'gaussian'`` |
+    ``'discretized_logistic'``), ``gaussian_scale`` (fixed std), ``learn_scale`` (learned per-pixel
+    std instead), ``num_bins`` (levels of the discretised logistic).
+    Objective (``vae_jax.objectives``): ``objective``: ``'elbo'`` (mean over ``num_samples`` draws
+    of reconstruction + β KL) or ``'iwae'`` (the importance-weighted bound with ``k =
+    num_samples``); β follows ``kl_weight_schedule(step, weight=kl_weight, warmup_steps=
+    kl_warmup_steps, start=kl_warmup_start, shape=kl_warmup_shape)`` (in the IWAE it multiplies
+    log p(z) - log q(z) of each weight); ``free_bits`` λ nats per latent dimension (``'elbo'`` only).
+    ``ema_decay``: > 0 keeps an exponential moving average of the parameters (decay ``min(ema_decay,
+    (1 + step) / (10 + step))``) that eval, samples, grids and ``evaluation_metrics`` use; 0 makes
+    it equal to the parameters.
+    Evaluation: ``iwae_k_train_eval`` (> 0: ``eval_step`` also returns ``nll_iwae``, the IWAE bound
+    with this k), ``iwae_k_eval`` (the default k of ``evaluation_metrics``, 5000).
 ``config.optimizer``
     As in ``experiments.optim`` (``make_optimizer``).
 
-Metrics. ``train_step``: batch means of ``loss`` = reconstruction + kl_weight * kl (the negative ELBO
-per example in nats when ``kl_weight == 1``), ``elbo``, ``reconstruction`` (-log p(x | z)), ``kl``,
-and ``grad_norm`` (global L2 norm of the loss gradient, before the optimiser). ``eval_step``: the same
-four terms per example, ``(batch,)``, each a single-sample estimate.
+Metrics. ``train_step``: batch means of ``loss`` (the objective), ``elbo``, ``reconstruction``
+(-log p(x | z), averaged over the draws), ``kl`` (analytic), ``kl_weight`` (β at this step),
+``grad_norm`` (global L2 norm of the loss gradient, before the optimiser) and, for the IWAE
+objective, ``iwae_bound``. ``eval_step`` (with the EMA parameters), per example ``(batch,)``:
+``loss`` (the negative ELBO, nats; whatever β training uses), ``elbo``, ``reconstruction``, ``kl``,
+and ``nll_iwae`` when ``iwae_k_train_eval > 0``.
 
-Randomness (``experiments.rng``): the posterior noise is ``normal_per_example(purpose_key(key,
-'posterior'), ...)``, one key per example position, so it does not depend on how the batch is split
-over devices; prior samples use ``purpose_key(key, 'prior')``.
+Randomness (``experiments.rng``): posterior draws are ``normal_per_example(purpose_key(key,
+'posterior'), (batch, k, latent))``, one key per example position, so they do not depend on how the
+batch is split over devices; prior samples use ``purpose_key(key, 'prior')``;
+``evaluation_metrics`` one key per (test example, importance sample) (``vae_jax.evaluation``).
 """
 
 from __future__ import annotations
@@ -46,12 +61,17 @@ from flax import struct
 
 from experiments import optim, rng
 from experiments.errors import ConfigError
-from vae_jax import networks, objectives
+from vae_jax import likelihoods, networks, objectives
 from vae_jax.defaults import default_model_config
 
-LIKELIHOODS = ("bernoulli",)
+OBJECTIVES = ("elbo", "iwae")
+OUTPUT_BIAS_INITS = ("data_mean", "zeros")
 NUM_RECONSTRUCTIONS = 32  # inputs shown (each next to its reconstruction) in the grid
 NUM_PRIOR_SAMPLES = 64
+SAMPLES_PER_CLASS = 10  # conditional prior-sample grid: one row per class
+GRID_STEPS = 10  # images per interpolation / traversal row
+MAX_GRID_ROWS = 10  # interpolation pairs and traversed dimensions
+TRAVERSAL_RANGE = 3.0  # traversals sweep z_j over [-3, 3]
 
 __all__ = ["VAEFamily", "VAEState", "default_model_config", "make"]
 
@@ -63,13 +83,14 @@ class VAEState:
     step: jax.Array  # int32 scalar: updates applied so far
     params: Any
     opt_state: Any
+    ema_params: Any  # the parameters eval and sampling use (== params when ema_decay == 0)
 
 
 class VAEFamily:
-    """The five functions of ``experiments.family.Family`` for one VAE config.
+    """The functions of ``experiments.family.Family`` for one VAE config.
 
-    Holds only static things (the Flax module, the optax transformation, shapes and weights); all
-    mutable quantities live in ``VAEState``.
+    Holds only static things (the Flax module, the optax transformation, the likelihood, shapes and
+    weights); all mutable quantities live in ``VAEState``.
     """
 
     def __init__(
@@ -79,31 +100,103 @@ class VAEFamily:
         *,
         image_shape: tuple[int, int, int],
         latent_dim: int,
+        likelihood: likelihoods.Likelihood | None = None,
+        num_classes: int = 0,
+        objective: str = "elbo",
+        num_samples: int = 1,
         kl_weight: float = 1.0,
+        kl_warmup_steps: int = 0,
+        kl_warmup_start: float = 0.0,
+        kl_warmup_shape: str = "linear",
+        free_bits: float = 0.0,
+        ema_decay: float = 0.0,
+        output_bias_init: str = "data_mean",
+        iwae_k_train_eval: int = 0,
+        iwae_k_eval: int = 5000,
     ):
         self.model = model
         self.optimizer = optimizer
         self.image_shape = tuple(image_shape)
         self.latent_dim = latent_dim
+        self.likelihood = likelihood or likelihoods.Bernoulli()
+        self.num_classes = num_classes
+        self.objective = objective
+        self.num_samples = num_samples
         self.kl_weight = kl_weight
+        self.kl_warmup_steps = kl_warmup_steps
+        self.kl_warmup_start = kl_warmup_start
+        self.kl_warmup_shape = kl_warmup_shape
+        self.free_bits = free_bits
+        self.ema_decay = ema_decay
+        self.output_bias_init = output_bias_init
+        self.iwae_k_train_eval = iwae_k_train_eval
+        self.iwae_k_eval = iwae_k_eval
+
+    @property
+    def conditional(self) -> bool:
+        """Whether samples take labels (``experiments.evaluate``'s ``acc`` and ``ifid`` need it)."""
+        return self.num_classes > 0
 
     # -- pieces ------------------------------------------------------------------------------------
 
-    def _terms(self, params, x: jax.Array, key: jax.Array) -> objectives.ELBOTerms:
-        """Per-example ELBO terms of ``x`` with the posterior draw of ``purpose_key(key, 'posterior')``."""
-        logits, mean, logvar = self.model.apply(
-            {"params": params}, x, rng.purpose_key(key, "posterior")
+    def labels(self, batch: dict) -> jax.Array | None:
+        """The batch's labels for a conditional VAE (None for an unconditional one)."""
+        if not self.num_classes:
+            return None
+        if "label" not in batch:
+            raise ConfigError(
+                f"config.model.num_classes={self.num_classes} (a conditional VAE) but the data has "
+                "no 'label'"
+            )
+        return batch["label"]
+
+    def encode(self, params, x: jax.Array, labels=None) -> tuple[jax.Array, jax.Array]:
+        """The posterior ``(mean, logvar)`` of ``x``."""
+        return self.model.apply({"params": params}, x, labels, method=networks.VAE.encode)
+
+    def decode(self, params, z: jax.Array, labels=None) -> jax.Array:
+        """The decoder output (the likelihood's parameters) at latents ``z``."""
+        return self.model.apply({"params": params}, z, labels, method=networks.VAE.decode)
+
+    def decode_means(self, params, z: jax.Array, labels=None) -> jax.Array:
+        """The likelihood's mean image at ``z``, NHWC in [0, 1]."""
+        return self.likelihood.mean(self.decode(params, z, labels))
+
+    def kl_weight_at(self, step: jax.Array | int) -> jax.Array:
+        """β at update ``step`` (``objectives.kl_weight_schedule`` with this config's settings)."""
+        return objectives.kl_weight_schedule(
+            step,
+            weight=self.kl_weight,
+            warmup_steps=self.kl_warmup_steps,
+            start=self.kl_warmup_start,
+            shape=self.kl_warmup_shape,
         )
-        return objectives.elbo(logits, x, mean, logvar)
 
-    def _loss(self, terms: objectives.ELBOTerms) -> jax.Array:
-        """Per-example loss: reconstruction + kl_weight * kl."""
-        return terms.reconstruction + self.kl_weight * terms.kl
+    def posterior_draws(self, params, x: jax.Array, labels, key: jax.Array, k: int):
+        """``k`` reparameterised draws per example and their decoder log-likelihoods.
 
-    def decode_means(self, params, z: jax.Array) -> jax.Array:
-        """Bernoulli means ``sigmoid(decoder(z))`` in the NHWC image layout, in [0, 1]."""
-        logits = self.model.apply({"params": params}, z, method=networks.VAE.decode)
-        return jax.nn.sigmoid(logits)
+        Returns ``(log_px_given_z (batch, k), z (batch, k, d), mean, logvar)``; the noise of example
+        ``i`` comes from ``fold_in(purpose_key(key, 'posterior'), i)``.
+        """
+        batch = x.shape[0]
+        mean, logvar = self.encode(params, x, labels)
+        eps = rng.normal_per_example(
+            rng.purpose_key(key, "posterior"), (batch, k, self.latent_dim), mean.dtype
+        )
+        z = mean[:, None, :] + jnp.exp(0.5 * logvar)[:, None, :] * eps
+        flat_labels = None if labels is None else jnp.repeat(labels, k, axis=0)
+        output = self.decode(params, z.reshape((batch * k, self.latent_dim)), flat_labels)
+        log_px = self.likelihood.log_prob(output, jnp.repeat(x, k, axis=0)).reshape((batch, k))
+        return log_px, z, mean, logvar
+
+    def init_output_bias(self, params, x: jax.Array):
+        """``params`` with the decoder's output bias set from the mean image of ``x``."""
+        x = x.astype(jnp.float32)
+        # Shrunk towards the overall mean (weight of one image) so that constant pixels stay finite.
+        pixel_mean = (jnp.sum(x, axis=0) + jnp.mean(x)) / (x.shape[0] + 1)
+        bias = self.likelihood.output_bias(pixel_mean)
+        decoder = {**params["decoder"], "output_bias": {"bias": bias}}
+        return {**params, "decoder": decoder}
 
     # -- the Family interface ----------------------------------------------------------------------
 
@@ -114,102 +207,253 @@ class VAEFamily:
                 f"config.model.image_shape={self.image_shape} but the data's images have shape "
                 f"{tuple(x.shape[1:])}"
             )
+        labels = self.labels(example_batch)
         params = self.model.init(
             {"params": rng.purpose_key(key, "params")},
             jnp.zeros((1, *self.image_shape), jnp.float32),
             rng.purpose_key(key, "posterior"),
+            None if labels is None else jnp.zeros((1,), jnp.int32),
         )["params"]
+        if self.output_bias_init == "data_mean":
+            params = self.init_output_bias(params, x)
         return VAEState(
-            step=jnp.zeros((), jnp.int32), params=params, opt_state=self.optimizer.init(params)
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=self.optimizer.init(params),
+            ema_params=params,
         )
 
     def train_step(self, state: VAEState, batch: dict, key: jax.Array):
-        x = batch["x"]
+        x, labels = batch["x"], self.labels(batch)
+        beta = self.kl_weight_at(state.step)
 
         def loss_fn(params):
-            terms = self._terms(params, x, key)
-            return jnp.mean(self._loss(terms)), terms
+            log_px, z, mean, logvar = self.posterior_draws(params, x, labels, key, self.num_samples)
+            kl_per_dim = objectives.gaussian_kl_per_dim(mean, logvar)
+            kl = jnp.sum(kl_per_dim, axis=1)
+            reconstruction = -jnp.mean(log_px, axis=1)
+            aux = {"reconstruction": reconstruction, "kl": kl}
+            if self.objective == "iwae":
+                log_w = objectives.importance_log_weights(log_px, z, mean, logvar, beta)
+                bound = objectives.iwae_bound(log_w)
+                aux["iwae_bound"] = bound
+                return -jnp.mean(bound), aux
+            if self.free_bits > 0:
+                kl_term = objectives.free_bits_kl(kl_per_dim, self.free_bits)
+            else:
+                kl_term = jnp.mean(kl)
+            return jnp.mean(reconstruction) + beta * kl_term, aux
 
-        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        decay = jnp.minimum(self.ema_decay, (1.0 + state.step) / (10.0 + state.step))
+        ema_params = jax.tree.map(
+            lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params
+        )
         metrics = {
             "loss": loss,
-            "elbo": jnp.mean(terms.elbo),
-            "reconstruction": jnp.mean(terms.reconstruction),
-            "kl": jnp.mean(terms.kl),
+            "elbo": -jnp.mean(aux["reconstruction"] + aux["kl"]),
+            "reconstruction": jnp.mean(aux["reconstruction"]),
+            "kl": jnp.mean(aux["kl"]),
+            "kl_weight": beta,
             "grad_norm": optax.tree.norm(grads),
         }
+        if "iwae_bound" in aux:
+            metrics["iwae_bound"] = jnp.mean(aux["iwae_bound"])
         metrics = {name: value.astype(jnp.float32) for name, value in metrics.items()}
-        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+        new_state = state.replace(
+            step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema_params
+        )
         return new_state, metrics
 
     def eval_step(self, state: VAEState, batch: dict, key: jax.Array) -> dict[str, jax.Array]:
-        terms = self._terms(state.params, batch["x"], key)
+        """Per-example negative ELBO (``loss``), its terms and, with ``iwae_k_train_eval = k > 0``,
+        ``nll_iwae`` (-IWAE bound with k draws, whose mean reconstruction also estimates the ELBO)."""
+        x, labels = batch["x"], self.labels(batch)
+        k = max(1, self.iwae_k_train_eval)
+        log_px, z, mean, logvar = self.posterior_draws(state.ema_params, x, labels, key, k)
+        reconstruction = -jnp.mean(log_px, axis=1)
+        kl = objectives.gaussian_kl(mean, logvar)
         metrics = {
-            "loss": self._loss(terms),
-            "elbo": terms.elbo,
-            "reconstruction": terms.reconstruction,
-            "kl": terms.kl,
+            "loss": reconstruction + kl,
+            "elbo": -(reconstruction + kl),
+            "reconstruction": reconstruction,
+            "kl": kl,
         }
+        if self.iwae_k_train_eval > 0:
+            log_w = objectives.importance_log_weights(log_px, z, mean, logvar)
+            metrics["nll_iwae"] = -objectives.iwae_bound(log_w)
         return {name: value.astype(jnp.float32) for name, value in metrics.items()}
+
+    def default_labels(self, num: int) -> jax.Array | None:
+        """Labels ``0, 1, ..., num_classes - 1, 0, 1, ...`` for a conditional VAE (else None)."""
+        if not self.num_classes:
+            return None
+        return jnp.arange(num, dtype=jnp.int32) % self.num_classes
+
+    def sample_labels(self, key: jax.Array, num: int) -> jax.Array | None:
+        """``num`` uniform class labels, label ``i`` from ``fold_in(key, i)`` (``experiments.sample``
+        draws them when given none); None for an unconditional VAE."""
+        if not self.num_classes:
+            return None
+        keys = rng.example_keys(key, num)
+        draw = lambda k: jax.random.randint(k, (), 0, self.num_classes, jnp.int32)
+        return jax.vmap(draw)(keys)
 
     def sample(
         self, state: VAEState, key: jax.Array, num: int, labels: jax.Array | None = None
     ) -> jax.Array:
-        """``num`` (a Python int) draws z ~ N(0, I) decoded to Bernoulli means, NHWC in [0, 1].
+        """``num`` (a Python int) draws z ~ N(0, I) decoded to the likelihood's mean, NHWC in [0, 1].
 
-        ``labels`` is ignored: the model is unconditional. Row ``i`` depends only on ``key`` and ``i``.
+        A conditional VAE decodes with ``labels`` (``(num,)`` ints; default ``default_labels``); an
+        unconditional one ignores them. Row ``i`` depends only on ``key``, ``i`` and its label.
         """
-        del labels
+        if self.num_classes:
+            labels = self.default_labels(num) if labels is None else jnp.asarray(labels, jnp.int32)
+        else:
+            labels = None
         z = rng.normal_per_example(rng.purpose_key(key, "prior"), (num, self.latent_dim))
-        return self.decode_means(state.params, z)
+        return self.decode_means(state.ema_params, z, labels)
+
+    def interpolations(self, params, x: jax.Array, labels=None) -> jax.Array:
+        """Rows of ``GRID_STEPS`` images decoded along the straight line between the posterior means
+        of examples ``i`` and ``n - 1 - i`` of ``x`` (``n`` examples; up to ``MAX_GRID_ROWS`` rows,
+        pairing the two ends of the batch so that a batch spread over a class-sorted split pairs
+        different classes; a conditional VAE keeps the label of the first of each pair)."""
+        pairs = min(MAX_GRID_ROWS, x.shape[0] // 2)
+        mean, _ = self.encode(params, x, labels)
+        start, end = mean[:pairs], mean[::-1][:pairs]
+        t = jnp.linspace(0.0, 1.0, GRID_STEPS)[None, :, None]
+        z = (1.0 - t) * start[:, None, :] + t * end[:, None, :]
+        row_labels = None if labels is None else jnp.repeat(labels[:pairs], GRID_STEPS)
+        return self.decode_means(
+            params, z.reshape((pairs * GRID_STEPS, self.latent_dim)), row_labels
+        )
+
+    def traversals(self, params, x: jax.Array, labels=None) -> jax.Array:
+        """Per-dimension traversals: row ``r`` varies latent ``j_r`` over [-3, 3] in ``GRID_STEPS``
+        steps, the others fixed at the posterior mean of ``x[0]``; the rows are the
+        ``min(MAX_GRID_ROWS, latent_dim)`` dimensions with the largest average KL on ``x`` (the
+        ones the model uses), in decreasing order."""
+        rows = min(MAX_GRID_ROWS, self.latent_dim)
+        mean, logvar = self.encode(params, x, labels)
+        usage = jnp.mean(objectives.gaussian_kl_per_dim(mean, logvar), axis=0)
+        _, dims = jax.lax.top_k(usage, rows)
+        values = jnp.linspace(-TRAVERSAL_RANGE, TRAVERSAL_RANGE, GRID_STEPS)
+        z = jnp.broadcast_to(mean[0], (rows, GRID_STEPS, self.latent_dim))
+        z = z.at[jnp.arange(rows)[:, None], jnp.arange(GRID_STEPS)[None, :], dims[:, None]].set(
+            values[None, :]
+        )
+        row_labels = None if labels is None else jnp.full((rows * GRID_STEPS,), labels[0])
+        return self.decode_means(
+            params, z.reshape((rows * GRID_STEPS, self.latent_dim)), row_labels
+        )
 
     def grids(self, state: VAEState, batch: dict, key: jax.Array) -> dict[str, jax.Array]:
-        """``reconstructions``: the first up to 32 inputs of ``batch``, each followed by the Bernoulli
-        mean decoded at its posterior mean (deterministic), as ``(2 * n, H, W, C)``; an even number of
-        grid columns keeps each pair side by side. ``prior_samples``: 64 ``sample``s."""
+        """``reconstructions``: the first up to 32 inputs of ``batch``, each followed by the mean
+        decoded at its posterior mean (deterministic), as ``(2 * n, H, W, C)``; an even number of
+        grid columns keeps each pair side by side. ``prior_samples``: 64 ``sample``s (a conditional
+        VAE: ``SAMPLES_PER_CLASS`` per class, one row per class). ``interpolations`` (when the batch
+        has two examples or more) and ``traversals``: ``GRID_STEPS`` images per row (see
+        ``interpolations`` and ``traversals``)."""
+        params, labels = state.ema_params, self.labels(batch)
         x = batch["x"][:NUM_RECONSTRUCTIONS]
-        mean, _ = self.model.apply({"params": state.params}, x, method=networks.VAE.encode)
-        reconstructions = self.decode_means(state.params, mean)
+        x_labels = None if labels is None else labels[:NUM_RECONSTRUCTIONS]
+        mean, _ = self.encode(params, x, x_labels)
+        reconstructions = self.decode_means(params, mean, x_labels)
         pairs = jnp.stack([x.astype(jnp.float32), reconstructions], axis=1)
-        return {
+        if self.num_classes:
+            num = SAMPLES_PER_CLASS * self.num_classes
+            prior = self.sample(state, key, num, jnp.arange(num) // SAMPLES_PER_CLASS)
+        else:
+            prior = self.sample(state, key, NUM_PRIOR_SAMPLES)
+        outputs = {
             "reconstructions": pairs.reshape((2 * x.shape[0], *self.image_shape)),
-            "prior_samples": self.sample(state, key, NUM_PRIOR_SAMPLES),
+            "prior_samples": prior,
+            "traversals": self.traversals(params, batch["x"], labels),
         }
+        if batch["x"].shape[0] >= 2:
+            outputs["interpolations"] = self.interpolations(params, batch["x"], labels)
+        return outputs
+
+    def evaluation_metrics(self, state: VAEState, eval_source, key: jax.Array, options) -> dict:
+        """Test-set IWAE NLL (k = ``options['iwae_k']``, default ``iwae_k_eval``) with its standard
+        error, the ELBO and its terms, bits/dim; see ``vae_jax.evaluation.evaluation_metrics``."""
+        from vae_jax import evaluation
+
+        return evaluation.evaluation_metrics(self, state, eval_source, key, options)
 
 
 def make(config) -> VAEFamily:
     """The VAE family a config describes (see the module docstring for the keys)."""
-    model_config = config.model
-    missing = sorted(key for key in default_model_config() if key not in model_config)
+    m = config.model
+    missing = sorted(key for key in default_model_config() if key not in m)
     if missing:
         raise ConfigError(
             f"config.model lacks {', '.join(missing)}; start it from "
             "vae_jax.family.default_model_config()"
         )
-    if model_config.likelihood not in LIKELIHOODS:
-        raise ConfigError(
-            f"config.model.likelihood={model_config.likelihood!r}; expected one of {LIKELIHOODS}"
+    try:
+        likelihood = likelihoods.make_likelihood(
+            m.likelihood,
+            gaussian_scale=float(m.gaussian_scale),
+            learn_scale=bool(m.learn_scale),
+            num_bins=int(m.num_bins),
         )
-    kl_weight = float(model_config.kl_weight)
-    if kl_weight < 0:
-        raise ConfigError(f"config.model.kl_weight must be >= 0; got {kl_weight}")
-    image_shape = tuple(int(d) for d in model_config.image_shape)
+        objectives.kl_weight_schedule(0, shape=m.kl_warmup_shape)
+    except ValueError as error:
+        raise ConfigError(f"config.model: {error}") from error
+    checks = [
+        (m.objective in OBJECTIVES, f"objective={m.objective!r}; expected one of {OBJECTIVES}"),
+        (int(m.num_samples) >= 1, f"num_samples must be >= 1; got {m.num_samples}"),
+        (float(m.kl_weight) >= 0, f"kl_weight must be >= 0; got {m.kl_weight}"),
+        (int(m.kl_warmup_steps) >= 0, f"kl_warmup_steps must be >= 0; got {m.kl_warmup_steps}"),
+        (float(m.free_bits) >= 0, f"free_bits must be >= 0; got {m.free_bits}"),
+        (
+            float(m.free_bits) == 0 or m.objective == "elbo",
+            "free_bits applies to the elbo objective only",
+        ),
+        (0 <= float(m.ema_decay) < 1, f"ema_decay must be in [0, 1); got {m.ema_decay}"),
+        (
+            m.output_bias_init in OUTPUT_BIAS_INITS,
+            f"output_bias_init={m.output_bias_init!r}; expected one of {OUTPUT_BIAS_INITS}",
+        ),
+        (int(m.iwae_k_train_eval) >= 0, "iwae_k_train_eval must be >= 0"),
+        (int(m.iwae_k_eval) >= 1, "iwae_k_eval must be >= 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"config.model.{message}")
+    image_shape = tuple(int(d) for d in m.image_shape)
     model = networks.build_vae(
-        encoder=model_config.encoder,
+        encoder=m.encoder,
         image_shape=image_shape,
-        latent_dim=int(model_config.latent_dim),
-        activation=model_config.activation,
-        hidden_widths=tuple(model_config.hidden_widths),
-        conv_features=tuple(model_config.conv_features),
-        hidden=int(model_config.hidden),
-        kernel_init=model_config.kernel_init,
+        latent_dim=int(m.latent_dim),
+        activation=m.activation,
+        hidden_widths=tuple(m.hidden_widths),
+        conv_features=tuple(m.conv_features),
+        hidden=int(m.hidden),
+        kernel_init=m.kernel_init,
+        params_per_channel=likelihood.params_per_channel,
+        num_classes=int(m.num_classes),
     )
     return VAEFamily(
         model,
         optim.make_optimizer(config.optimizer),
         image_shape=image_shape,
-        latent_dim=int(model_config.latent_dim),
-        kl_weight=kl_weight,
+        latent_dim=int(m.latent_dim),
+        likelihood=likelihood,
+        num_classes=int(m.num_classes),
+        objective=m.objective,
+        num_samples=int(m.num_samples),
+        kl_weight=float(m.kl_weight),
+        kl_warmup_steps=int(m.kl_warmup_steps),
+        kl_warmup_start=float(m.kl_warmup_start),
+        kl_warmup_shape=m.kl_warmup_shape,
+        free_bits=float(m.free_bits),
+        ema_decay=float(m.ema_decay),
+        output_bias_init=m.output_bias_init,
+        iwae_k_train_eval=int(m.iwae_k_train_eval),
+        iwae_k_eval=int(m.iwae_k_eval),
     )

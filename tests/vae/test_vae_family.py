@@ -1,3 +1,4 @@
+import importlib
 from types import SimpleNamespace
 
 import jax
@@ -7,12 +8,23 @@ import numpy as np
 import pytest
 
 from configs import base
-from experiments import optim
+from experiments import data, optim
 from experiments.errors import ConfigError
 from vae_jax import family as vae_family
+from vae_jax import objectives
 from vae_jax.defaults import default_model_config
 
 SHAPE = (8, 8, 1)
+ELBO_METRICS = {"loss", "elbo", "reconstruction", "kl", "kl_weight", "grad_norm"}
+VAE_CONFIGS = [
+    "vae_binarized_mnist",
+    "vae_conv_binarized_mnist",
+    "iwae_binarized_mnist",
+    "vae_mnist",
+    "cvae_mnist",
+    "beta_vae_shapes",
+    "quickstart",
+]
 
 
 def tiny_config(**model_overrides) -> ml_collections.ConfigDict:
@@ -26,22 +38,31 @@ def tiny_config(**model_overrides) -> ml_collections.ConfigDict:
     return config
 
 
-def fake_batch(num=6, seed=0):
+def fake_batch(num=6, seed=0, labels=False):
     rs = np.random.RandomState(seed)
-    return {"x": (rs.uniform(size=(num, *SHAPE)) < 0.3).astype(np.float32)}
+    batch = {"x": (rs.uniform(size=(num, *SHAPE)) < 0.3).astype(np.float32)}
+    if labels:
+        batch["label"] = (np.arange(num) % 3).astype(np.int32)
+    return batch
 
 
-@pytest.fixture(scope="module")
-def mlp():
-    """A tiny MLP family, its initial state and jitted steps (compiled once for the module)."""
-    fam = vae_family.make(tiny_config())
-    state = jax.jit(fam.init_state)(jax.random.key(0), fake_batch())
+def build(**model_overrides):
+    fam = vae_family.make(tiny_config(**model_overrides))
+    labels = bool(model_overrides.get("num_classes"))
+    state = jax.jit(fam.init_state)(jax.random.key(0), fake_batch(labels=labels))
     return SimpleNamespace(
         fam=fam,
         state=state,
         train_step=jax.jit(fam.train_step),
         eval_step=jax.jit(fam.eval_step),
+        labels=labels,
     )
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    """A tiny MLP family, its initial state and jitted steps (compiled once for the module)."""
+    return build(iwae_k_train_eval=4)
 
 
 def test_train_step_decreases_loss_and_counts_steps(mlp):
@@ -54,7 +75,7 @@ def test_train_step_decreases_loss_and_counts_steps(mlp):
         losses.append(float(metrics["loss"]))
     assert state.step.dtype == jnp.int32
     assert losses[-1] < losses[0]
-    assert set(metrics) == {"loss", "elbo", "reconstruction", "kl", "grad_norm"}
+    assert set(metrics) == ELBO_METRICS
     for value in metrics.values():
         assert value.shape == () and value.dtype == jnp.float32
         assert np.isfinite(value)
@@ -62,7 +83,11 @@ def test_train_step_decreases_loss_and_counts_steps(mlp):
     np.testing.assert_allclose(
         metrics["loss"], metrics["reconstruction"] + metrics["kl"], rtol=1e-6
     )
+    assert float(metrics["kl_weight"]) == 1.0
     assert float(metrics["grad_norm"]) > 0
+    # ema_decay = 0: the evaluation parameters are the parameters.
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(state.ema_params), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_train_step_is_deterministic(mlp):
@@ -79,14 +104,25 @@ def test_train_step_is_deterministic(mlp):
 def test_eval_step_is_per_example_and_independent_of_batch_composition(mlp):
     batch, key = fake_batch(4), jax.random.key(5)
     metrics = mlp.eval_step(mlp.state, batch, key)
-    assert set(metrics) == {"loss", "elbo", "reconstruction", "kl"}
+    assert set(metrics) == {"loss", "elbo", "reconstruction", "kl", "nll_iwae"}
     for value in metrics.values():
         assert value.shape == (4,) and value.dtype == jnp.float32
     np.testing.assert_allclose(metrics["elbo"], -(metrics["reconstruction"] + metrics["kl"]))
+    np.testing.assert_allclose(metrics["loss"], -metrics["elbo"])
+    assert np.all(np.asarray(metrics["nll_iwae"]) > 0)
     # Example i's posterior noise depends only on the key and i, not on the rest of the batch.
     first_two = mlp.eval_step(mlp.state, {"x": batch["x"][:2]}, key)
     for name in metrics:
         np.testing.assert_allclose(metrics[name][:2], first_two[name], rtol=1e-5)
+
+
+def test_output_bias_starts_at_the_data_mean(mlp):
+    batch = fake_batch()
+    bias = mlp.state.params["decoder"]["output_bias"]["bias"]
+    pixel_mean = (batch["x"].sum(axis=0) + batch["x"].mean()) / (len(batch["x"]) + 1)
+    np.testing.assert_allclose(jax.nn.sigmoid(bias), pixel_mean, rtol=1e-5)
+    zeros = build(output_bias_init="zeros")
+    np.testing.assert_array_equal(zeros.state.params["decoder"]["output_bias"]["bias"], 0.0)
 
 
 def test_sample_shape_and_range(mlp):
@@ -100,14 +136,147 @@ def test_grids(mlp):
     fam, state = mlp.fam, mlp.state
     batch = fake_batch(40)
     grids = jax.jit(fam.grids)(state, batch, jax.random.key(2))
-    assert set(grids) == {"reconstructions", "prior_samples"}
+    assert set(grids) == {"reconstructions", "prior_samples", "interpolations", "traversals"}
     assert grids["reconstructions"].shape == (64, *SHAPE)  # 32 (input, reconstruction) pairs
     np.testing.assert_array_equal(grids["reconstructions"][0::2], batch["x"][:32])
     assert grids["prior_samples"].shape == (64, *SHAPE)
+    assert grids["interpolations"].shape == (10 * 10, *SHAPE)  # 10 pairs x 10 steps
+    assert grids["traversals"].shape == (3 * 10, *SHAPE)  # latent_dim 3 x 10 values
+    # Interpolation row i runs from the reconstruction of example i to that of example n - 1 - i.
+    recon = grids["reconstructions"][1::2]
+    np.testing.assert_allclose(grids["interpolations"][10], recon[1], atol=1e-5)
+    mean, _ = fam.encode(state.ema_params, batch["x"][-2:])
+    np.testing.assert_allclose(
+        grids["interpolations"][19], fam.decode_means(state.ema_params, mean)[0], atol=1e-5
+    )
     small = jax.jit(fam.grids)(state, fake_batch(3), jax.random.key(2))
     assert small["reconstructions"].shape == (6, *SHAPE)
+    assert small["interpolations"].shape == (10, *SHAPE)
     for images in (*grids.values(), *small.values()):
         assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
+
+
+def test_kl_warmup_and_beta():
+    fam = build(kl_weight=4.0, kl_warmup_steps=10, kl_warmup_start=0.5)
+    batch, key = fake_batch(), jax.random.key(3)
+    state, metrics = fam.train_step(fam.state, batch, key)
+    assert float(metrics["kl_weight"]) == pytest.approx(0.5)
+    np.testing.assert_allclose(
+        metrics["loss"], metrics["reconstruction"] + 0.5 * metrics["kl"], rtol=1e-5
+    )
+    for i in range(5):
+        state, metrics = fam.train_step(state, batch, jax.random.fold_in(key, i))
+    assert float(metrics["kl_weight"]) == pytest.approx(0.5 + 3.5 * 5 / 10)
+    # The eval loss is the negative ELBO whatever beta training uses.
+    per_example = fam.eval_step(state, batch, key)
+    np.testing.assert_allclose(per_example["loss"], -per_example["elbo"])
+
+
+def test_free_bits_loss():
+    fam = build(free_bits=2.0)
+    batch, key = fake_batch(), jax.random.key(4)
+    _, metrics = fam.train_step(fam.state, batch, key)
+    # At init every dimension's KL is far below 2 nats: the KL term is the constant 3 * 2.
+    assert float(metrics["kl"]) < 3.0
+    np.testing.assert_allclose(metrics["loss"], metrics["reconstruction"] + 6.0, rtol=1e-5)
+
+
+def test_iwae_objective():
+    fam = build(objective="iwae", num_samples=5)
+    batch, key = fake_batch(), jax.random.key(5)
+    state, metrics = fam.train_step(fam.state, batch, key)
+    assert set(metrics) == ELBO_METRICS | {"iwae_bound"}
+    np.testing.assert_allclose(metrics["loss"], -metrics["iwae_bound"], rtol=1e-6)
+    # The bound of the same 5 draws, recomputed from the pure functions.
+    log_px, z, mean, logvar = fam.fam.posterior_draws(fam.state.params, batch["x"], None, key, 5)
+    bound = objectives.iwae_bound(objectives.importance_log_weights(log_px, z, mean, logvar))
+    np.testing.assert_allclose(metrics["iwae_bound"], jnp.mean(bound), rtol=1e-5)
+    losses = [float(metrics["loss"])]
+    for i in range(10):
+        state, metrics = fam.train_step(state, batch, jax.random.fold_in(key, i))
+        losses.append(float(metrics["loss"]))
+    assert losses[-1] < losses[0]
+
+
+def test_ema_parameters():
+    fam = build(ema_decay=0.9)
+    batch = fake_batch()
+    state, _ = fam.train_step(fam.state, batch, jax.random.key(6))
+    # Step 0: decay min(0.9, 1 / 10) = 0.1.
+    for ema, old, new in zip(
+        jax.tree.leaves(state.ema_params),
+        jax.tree.leaves(fam.state.params),
+        jax.tree.leaves(state.params),
+        strict=True,
+    ):
+        np.testing.assert_allclose(ema, 0.1 * old + 0.9 * new, rtol=1e-5, atol=1e-7)
+    # eval and sampling use the EMA parameters.
+    swapped = state.replace(params=state.ema_params, ema_params=state.params)
+    key = jax.random.key(1)
+    assert not np.allclose(
+        fam.eval_step(state, batch, key)["loss"], fam.eval_step(swapped, batch, key)["loss"]
+    )
+
+
+def test_conditional_vae():
+    cvae = build(num_classes=3)
+    batch, key = fake_batch(labels=True), jax.random.key(7)
+    state, metrics = cvae.train_step(cvae.state, batch, key)
+    assert np.isfinite(float(metrics["loss"]))
+    sample = jax.jit(cvae.fam.sample, static_argnums=2)
+    zeros = sample(state, key, 4, jnp.zeros(4, jnp.int32))
+    twos = sample(state, key, 4, jnp.full(4, 2, jnp.int32))
+    assert zeros.shape == (4, *SHAPE) and not np.allclose(zeros, twos)
+    # Default labels cycle through the classes: row 2 is class 2.
+    np.testing.assert_allclose(sample(state, key, 4)[2], twos[2], rtol=1e-6)
+    grids = jax.jit(cvae.fam.grids)(state, fake_batch(10, labels=True), key)
+    assert grids["prior_samples"].shape == (30, *SHAPE)  # 10 per class, one row per class
+    with pytest.raises(ConfigError, match="label"):
+        cvae.fam.train_step(state, fake_batch(), key)
+    drawn = cvae.fam.sample_labels(key, 300)
+    assert drawn.shape == (300,) and drawn.dtype == jnp.int32
+    assert set(np.asarray(drawn).tolist()) == {0, 1, 2}
+    np.testing.assert_array_equal(cvae.fam.sample_labels(key, 5), drawn[:5])
+
+
+def test_unconditional_vae_draws_no_labels(mlp):
+    assert mlp.fam.sample_labels(jax.random.key(0), 4) is None
+    assert not mlp.fam.conditional
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(likelihood="gaussian"),
+        dict(likelihood="gaussian", learn_scale=True),
+        dict(likelihood="discretized_logistic"),
+    ],
+    ids=["gaussian", "gaussian_learned", "logistic"],
+)
+def test_other_likelihoods_train(overrides):
+    fam = build(**overrides)
+    rs = np.random.RandomState(0)
+    batch = {"x": (rs.randint(0, 256, size=(6, *SHAPE)) / 255.0).astype(np.float32)}
+    state, metrics = fam.train_step(fam.state, batch, jax.random.key(0))
+    assert all(np.isfinite(float(value)) for value in metrics.values())
+    samples = fam.fam.sample(state, jax.random.key(1), 3)
+    assert samples.shape == (3, *SHAPE)
+    assert float(samples.min()) >= 0.0 and float(samples.max()) <= 1.0
+
+
+def test_evaluation_metrics_hook(mlp):
+    source = data.ArraySource(fake_batch(7), "fake")
+    metrics = mlp.fam.evaluation_metrics(
+        mlp.state, source, jax.random.key(0), {"iwae_k": 20, "batch_size": 3}
+    )
+    assert metrics["nll_iwae_k"] == 20 and metrics["num_examples"] == 7
+    assert 0 < metrics["nll_iwae"] < -metrics["elbo"] + 1.0
+    assert metrics["bits_per_dim"] == pytest.approx(metrics["nll_iwae"] / (64 * np.log(2)))
+    default_k = ml_collections.ConfigDict({"batch_size": 7, "max_examples": 2})
+    small = build(iwae_k_eval=3).fam.evaluation_metrics(
+        mlp.state, source, jax.random.key(0), default_k
+    )
+    assert small["nll_iwae_k"] == 3 and small["num_examples"] == 2
 
 
 def test_conv_family_shapes():
@@ -135,31 +304,35 @@ def test_conv_family_trains():
     assert np.isfinite(first["loss"]) and np.isfinite(second["loss"])
 
 
-def test_kl_weight_scales_the_kl_in_the_loss(mlp):
-    fam = vae_family.make(tiny_config(kl_weight=0.5))  # same architecture: mlp's params fit
-    batch, key = fake_batch(4), jax.random.key(5)
-    metrics = jax.jit(fam.eval_step)(mlp.state, batch, key)
-    np.testing.assert_allclose(
-        metrics["loss"], metrics["reconstruction"] + 0.5 * metrics["kl"], rtol=1e-6
-    )
-    unweighted = mlp.eval_step(mlp.state, batch, key)
-    np.testing.assert_array_equal(metrics["kl"], unweighted["kl"])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (dict(likelihood="poisson"), "likelihood"),
+        (dict(objective="vi"), "objective"),
+        (dict(num_samples=0), "num_samples"),
+        (dict(free_bits=0.5, objective="iwae"), "free_bits"),
+        (dict(kl_warmup_shape="cyclic"), "shape"),
+        (dict(ema_decay=1.0), "ema_decay"),
+        (dict(output_bias_init="ones"), "output_bias_init"),
+        (dict(kl_weight=-1.0), "kl_weight"),
+    ],
+)
+def test_config_errors(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        vae_family.make(tiny_config(**overrides))
 
 
-def test_config_errors():
-    with pytest.raises(ConfigError, match="likelihood"):
-        vae_family.make(tiny_config(likelihood="gaussian"))
+def test_image_shape_mismatch_is_a_config_error():
     fam = vae_family.make(tiny_config())
     with pytest.raises(ConfigError, match="image_shape"):
         fam.init_state(jax.random.key(0), {"x": np.zeros((2, 28, 28, 1), np.float32)})
 
 
-@pytest.mark.parametrize("name", ["vae_binarized_mnist", "vae_mnist"])
+@pytest.mark.parametrize("name", VAE_CONFIGS)
 def test_configs_build(name):
-    import importlib
-
     config = importlib.import_module(f"configs.{name}").get_config()
     assert config.family == "vae"
-    assert config.batch_size == 128
     fam = vae_family.make(config)
-    assert fam.image_shape == (28, 28, 1)
+    assert fam.image_shape == tuple(config.model.image_shape)
+    steps_per_eval = config.eval_every_steps
+    assert config.num_train_steps % steps_per_eval == 0

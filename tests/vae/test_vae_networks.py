@@ -43,8 +43,11 @@ def test_mlp_layer_widths():
     assert shapes["encoder"]["hidden"]["Dense_0"]["kernel"] == (16, 6)
     assert shapes["encoder"]["hidden"]["Dense_1"]["kernel"] == (6, 5)
     assert shapes["encoder"]["mean"]["kernel"] == shapes["encoder"]["logvar"]["kernel"] == (5, 2)
-    assert shapes["decoder"]["layers"]["Dense_0"]["kernel"] == (2, 6)
-    assert shapes["decoder"]["layers"]["Dense_2"]["kernel"] == (5, 16)
+    # The decoder mirrors the encoder: 2 -> 5 -> 6 -> 16.
+    assert shapes["decoder"]["layers"]["Dense_0"]["kernel"] == (2, 5)
+    assert shapes["decoder"]["layers"]["Dense_1"]["kernel"] == (5, 6)
+    assert shapes["decoder"]["layers"]["Dense_2"]["kernel"] == (6, 16)
+    assert shapes["decoder"]["output_bias"]["bias"] == (4, 4, 1)
 
 
 def test_conv_needs_side_divisible_by_four():
@@ -70,3 +73,52 @@ def test_reparameterize_noise_does_not_depend_on_batch_composition():
     np.testing.assert_array_equal(np.asarray(z4)[:2], np.asarray(z2))
     eps4 = rng.normal_per_example(key, (4, 3))
     np.testing.assert_allclose(z4, mean + np.exp(0.5 * logvar) * np.asarray(eps4), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "image_shape, conv_features",
+    [((28, 28, 1), (32, 64)), ((32, 32, 3), (8, 16, 32)), ((64, 64, 3), (8, 8, 16, 16))],
+)
+@pytest.mark.parametrize("params_per_channel", [1, 2])
+def test_conv_vae_at_28_32_and_64_px(image_shape, conv_features, params_per_channel):
+    model = networks.build_vae(
+        encoder="conv",
+        image_shape=image_shape,
+        latent_dim=4,
+        conv_features=conv_features,
+        hidden=16,
+        params_per_channel=params_per_channel,
+    )
+    x = np.zeros((2, *image_shape), np.float32)
+    key = jax.random.key(0)
+    variables = jax.eval_shape(model.init, key, x, key)
+    output, mean, logvar = jax.eval_shape(model.apply, variables, x, key)
+    assert output.shape == (2, *image_shape[:2], image_shape[2] * params_per_channel)
+    assert mean.shape == logvar.shape == (2, 4)
+
+
+@pytest.mark.parametrize("encoder", ["mlp", "conv"])
+def test_conditional_vae_uses_the_label_in_both_networks(encoder):
+    model = networks.build_vae(
+        encoder=encoder,
+        image_shape=(8, 8, 1),
+        latent_dim=2,
+        hidden_widths=(6,),
+        conv_features=(4,),
+        hidden=6,
+        num_classes=3,
+    )
+    rs = np.random.RandomState(0)
+    x = rs.uniform(size=(3, 8, 8, 1)).astype(np.float32)
+    labels = np.array([0, 1, 2])
+    variables = model.init(jax.random.key(0), x, jax.random.key(1), labels)
+    variables = jax.tree.map(lambda a: a + 0.1, variables)  # non-zero biases and output bias
+    mean_a, _ = model.apply(variables, x, labels, method=networks.VAE.encode)
+    mean_b, _ = model.apply(variables, x, (labels + 1) % 3, method=networks.VAE.encode)
+    assert not np.allclose(mean_a, mean_b)
+    z = np.zeros((3, 2), np.float32)
+    out_a = model.apply(variables, z, labels, method=networks.VAE.decode)
+    out_b = model.apply(variables, z, (labels + 1) % 3, method=networks.VAE.decode)
+    assert out_a.shape == (3, 8, 8, 1) and not np.allclose(out_a, out_b)
+    with pytest.raises(ValueError, match="labels"):
+        model.apply(variables, z, method=networks.VAE.decode)
