@@ -12,7 +12,7 @@ active and each tends to follow one factor (position x / y, scale, shape); ``int
 and ``prior_samples_*.png`` show the rest.
 
 Time on 2 CPU cores: 3.8 min (228 s wall clock, shared machine, compilation included).
-Expected result (seed 0, measured): test negative ELBO (``eval/loss``) 48.5 nats with KL 6.7 nats at
+Expected result: measured with seed 0, test negative ELBO (``eval/loss``) 48.5 nats with KL 6.7 nats at
 step 2000; the traversals show 3-4 active latents (vertical / horizontal position, size and
 orientation mixed in), the remaining rows nearly constant.
 """

@@ -19,7 +19,7 @@ process got 357 s of CPU time; the machine was shared with other jobs), epoch 10
 The k = 5000 evaluation costs ~0.37 s per test example here (~1 h for all 10 000; pass
 ``max_examples`` in the ``vae_jax.evaluation`` options for a subset).
 
-Expected result (seed 0, measured): ``eval/loss`` (test negative ELBO, 10 000 examples) 97.08 nats
+Expected result: measured with seed 0, ``eval/loss`` (test negative ELBO, 10 000 examples) 97.08 nats
 after 10 epochs (the check of issue 2: <= 100; the 784-500-20 ReLU VAE of Flax's example: ~104),
 94.91 after 30. IWAE NLL at step 23 430: k = 5000 on 1000 test examples spread over the split
 89.82 ± 0.70 nats (k = 50 on the same examples: 90.99); k = 50 on the whole test set 90.85 ± 0.23,

@@ -48,9 +48,9 @@ def activation(name: str) -> Callable[[jax.Array], jax.Array]:
 # much more when other jobs share the cores). Here:
 # - UpConv (``upconv``): four stride-1 2x2 sub-pixel convolutions; plain autodiff of those gives
 #   stride-1 convolutions for both gradients.
-# - DownConv (``downconv``): XLA's strided convolution forward; a custom VJP computes the input
-#   gradient as the transposed convolution (``upconv`` with the flipped kernel) and the kernel
-#   gradient as one matrix product per kernel tap.
+# - DownConv (``downconv``): XLA's strided convolution forward and kernel gradient; a custom VJP
+#   computes the input gradient as the transposed convolution (``upconv`` with the flipped kernel),
+#   so that second-order gradients (gradient penalties) never meet the slow window-dilated form.
 # Both keep the parameters of Flax's layers (names, shapes, initial values), so checkpoints are
 # unchanged; tests/test_layers.py checks outputs and gradients against Flax within 1e-5.
 
@@ -66,17 +66,6 @@ def _down_forward(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return jax.lax.conv_general_dilated(
         x, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=_DIMENSIONS
     )
-
-
-def _kernel_gradient(taps: jax.Array, cotangent: jax.Array) -> jax.Array:
-    """``sum over batch and pixels of taps[..., t, :] (x) cotangent`` as a (4, 4, in, out) kernel.
-
-    ``taps`` is ``(batch, h, w, 16, in)``: for each output pixel, the input pixel each of the 16
-    kernel taps multiplies; ``cotangent`` is ``(batch, h, w, out)``. One matrix product per tap.
-    """
-    cin = taps.shape[-1]
-    gradient = jnp.einsum("nhwtc,nhwd->tcd", taps, cotangent)
-    return gradient.reshape(4, 4, cin, cotangent.shape[-1])
 
 
 def upconv(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -118,8 +107,9 @@ def downconv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     ``Conv2d(4, stride=2, padding=1)``, output ``floor(side / 2)``.
 
     The forward pass is XLA's own convolution. Gradients: the input's is the transposed convolution
-    with the flipped kernel (``upconv``, trimmed or zero-extended to odd sides), the kernel's a matrix
-    product over the 16 taps (XLA's own would be a window-dilated convolution, slow on CPU).
+    with the flipped kernel (``upconv``, trimmed or zero-extended to odd sides; XLA's own would be
+    a window-dilated convolution, slow on CPU, also inside second-order gradients), the kernel's
+    XLA's own.
     Forward-mode differentiation (``jax.jvp``) is not defined (a ``custom_vjp``).
     """
     return _down_forward(x, kernel)
@@ -138,16 +128,10 @@ def _downconv_bwd(residuals, cotangent):
     extra = ((0, 0), (0, height - 2 * out_height), (0, width - 2 * out_width), (0, 0))
     grown = jnp.pad(cotangent, tuple((0, (e + 1) // 2) for _, e in extra))
     dx = upconv(grown, _flip_transpose(kernel))[:, :height, :width]
-    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    taps = jnp.stack(
-        [
-            padded[:, ky : ky + 2 * out_height : 2, kx : kx + 2 * out_width : 2]
-            for ky in range(4)
-            for kx in range(4)
-        ],
-        axis=3,
-    )
-    dkernel = _kernel_gradient(taps, cotangent)
+    # XLA's own kernel gradient of the strided convolution is fast on CPU (the slow one is that of
+    # its input gradient, a window-dilated convolution, which the line above avoids).
+    _, kernel_vjp = jax.vjp(lambda k: _down_forward(x, k), kernel)
+    (dkernel,) = kernel_vjp(cotangent)
     return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
 
 

@@ -1,71 +1,456 @@
-"""Generator and discriminator networks, built from explicit keyword arguments.
+"""Generators and discriminators, built from explicit keyword arguments.
 
-Images are NHWC in [-1, 1] inside the GAN family (the generator ends in tanh).
+Architectures (``model.architecture``):
+
+- ``mlp``: for 2-D toys. G: z → MLP(features) → Dense(data_dim) (linear output, raw coordinates);
+  D: x → MLP(features) → activation → head.
+- ``dcgan``: Radford et al. (2016) for 28, 32 or 64 px. G: z → Dense → BN → ReLU → [UpConv → BN →
+  ReLU]* → UpConv → tanh, ``features`` the channels before each doubling (so the first map is
+  ``image_size / 2**len(features)`` wide: 7 for 28 px with two, 4 for 32 px with three and 64 px
+  with four). D: [DownConv → (BN) → LeakyReLU(0.2)]* → flatten → head, with no normalisation, batch
+  norm (not on the first layer) or spectral normalisation of every layer.
+- ``resnet``: the SN-ResNet of SNGAN's CIFAR-10 experiments (Miyato et al. 2018; Gulrajani et al.
+  2017's blocks). G: z → Dense(4·4·f) → [ResBlock up]* → BN → ReLU → conv3x3 → tanh; D: an
+  optimised first block and residual blocks (those but the last two halve the side) → ReLU → sum
+  over space → head. With the defaults (G (256, 256, 256), D (128, 128, 128, 128)) these are the
+  paper's 32 px shapes.
+
+Heads and conditioning (``num_classes > 0``): the generator takes the label through a learned
+embedding concatenated to z (``'embedding'``) or through conditional batch norm (``'cbn'``: every BN
+gets a per-class scale and shift; de Vries et al. 2017, Miyato & Koyama 2018). The discriminator
+head is Dense(1) on the features h, plus ⟨embed(y), h⟩ for the projection discriminator
+(``'projection'``, Miyato & Koyama 2018), or together with Dense(num_classes) class logits for ACGAN
+(``'auxiliary'``). Discriminators return ``(logits (batch,), class_logits (batch, C) or None)``.
+
+Images are NHWC in [-1, 1] inside the GAN family (image generators end in tanh). Batch norm uses
+PyTorch's defaults (momentum 0.1 of the new value, eps 1e-5) and runs in train mode (batch
+statistics, running averages updated) when ``train`` is True. Spectral normalisation's power
+iteration runs only when ``update_stats`` is True (see ``gan_jax.spectral``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from experiments.layers import DownConv, UpConv, initializer
+from experiments.layers import MLP, DownConv, UpConv, activation, initializer
+from gan_jax.spectral import SpectralNorm
 
 # PyTorch's BatchNorm defaults (momentum 0.1 of the new value, eps 1e-5).
 BN_MOMENTUM, BN_EPSILON = 0.9, 1e-5
+G_CONDITIONINGS = ("none", "embedding", "cbn")
+D_CONDITIONINGS = ("none", "projection", "auxiliary")
+D_NORMS = {"mlp": ("none", "spectral"), "dcgan": ("none", "batch", "spectral")}
+D_NORMS["resnet"] = D_NORMS["mlp"]
+
+
+def check_choice(what: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; expected one of {list(choices)}")
+
+
+def sn_wrap(layer: nn.Module, spectral: bool, iterations: int) -> Callable:
+    """``f(*args, update)``: ``layer(*args)``, spectrally normalised when ``spectral``."""
+    if not spectral:
+        return lambda *args, update: layer(*args)
+    wrapped = SpectralNorm(layer, num_iterations=iterations)
+    return lambda *args, update: wrapped(*args, update_stats=update)
+
+
+class ConditionalBatchNorm(nn.Module):
+    """Batch norm without its own affine part, then a per-class scale (init 1) and shift (init 0)."""
+
+    num_classes: int
+    train: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array, labels: jax.Array) -> jax.Array:
+        x = nn.BatchNorm(
+            use_running_average=not self.train,
+            momentum=BN_MOMENTUM,
+            epsilon=BN_EPSILON,
+            use_scale=False,
+            use_bias=False,
+        )(x)
+        features = x.shape[-1]
+        scale = nn.Embed(self.num_classes, features, embedding_init=nn.initializers.ones)(labels)
+        shift = nn.Embed(self.num_classes, features, embedding_init=nn.initializers.zeros)(labels)
+        shape = (x.shape[0], *([1] * (x.ndim - 2)), features)
+        return x * scale.reshape(shape) + shift.reshape(shape)
+
+
+class GeneratorNorm(nn.Module):
+    """The generator's normalisation: batch norm, conditional batch norm or nothing."""
+
+    norm: str = "batch"  # batch | none
+    conditioning: str = "none"
+    num_classes: int = 0
+    train: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array, labels: jax.Array | None) -> jax.Array:
+        if self.norm == "none":
+            return x
+        if self.conditioning == "cbn":
+            return ConditionalBatchNorm(self.num_classes, self.train)(x, labels)
+        return nn.BatchNorm(
+            use_running_average=not self.train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON
+        )(x)
+
+
+def embed_label(z: jax.Array, labels, conditioning: str, num_classes: int, width: int) -> jax.Array:
+    """``z`` with a learned ``width``-d label embedding appended (conditioning 'embedding')."""
+    if conditioning != "embedding":
+        return z
+    return jnp.concatenate([z, nn.Embed(num_classes, width)(labels).astype(z.dtype)], axis=-1)
+
+
+def discriminator_head(
+    h: jax.Array,
+    labels,
+    *,
+    conditioning: str,
+    num_classes: int,
+    spectral: bool,
+    iterations: int,
+    update: bool,
+    kernel_init: Callable,
+) -> tuple[jax.Array, jax.Array | None]:
+    """Dense(1) logits of features ``h`` (batch, d), with projection or auxiliary class logits."""
+    logits = sn_wrap(nn.Dense(1, kernel_init=kernel_init), spectral, iterations)(h, update=update)
+    logits = logits[:, 0]
+    class_logits = None
+    if conditioning == "projection":
+        embed = sn_wrap(nn.Embed(num_classes, h.shape[-1]), spectral, iterations)
+        logits = logits + jnp.sum(embed(labels, update=update) * h, axis=-1)
+    elif conditioning == "auxiliary":
+        head = sn_wrap(nn.Dense(num_classes, kernel_init=kernel_init), spectral, iterations)
+        class_logits = head(h, update=update)
+    return logits, class_logits
+
+
+# -- MLP (2-D toys) --------------------------------------------------------------------------------
+
+
+class MLPGenerator(nn.Module):
+    """z → [Dense → (BN) → activation]* → Dense(data_dim), a linear output.
+
+    With ``norm='batch'`` (as PacGAN's toy generator) a rigid translation of the whole output can
+    only come from the last layer's bias, which slows the mode hopping of the plain MLP.
+    """
+
+    data_dim: int = 2
+    features: Sequence[int] = (128, 128, 128)
+    activation: str = "relu"
+    weight_init: str = "default"
+    norm: str = "none"  # none | batch
+    num_classes: int = 0
+    conditioning: str = "none"  # none | embedding
+    embedding_dim: int = 32
+
+    @nn.compact
+    def __call__(self, z: jax.Array, labels=None, train: bool = True) -> jax.Array:
+        check_choice("MLP generator norm", self.norm, ("none", "batch"))
+        check_choice("MLP generator conditioning", self.conditioning, ("none", "embedding"))
+        kernel_init, act = initializer(self.weight_init), activation(self.activation)
+        x = embed_label(z, labels, self.conditioning, self.num_classes, self.embedding_dim)
+        if self.norm == "none":
+            return MLP((*self.features, self.data_dim), self.activation, kernel_init=kernel_init)(x)
+        for width in self.features:
+            x = nn.Dense(width, use_bias=False, kernel_init=kernel_init)(x)
+            x = act(GeneratorNorm("batch", train=train)(x, None))
+        return nn.Dense(self.data_dim, kernel_init=kernel_init)(x)
+
+
+class MLPDiscriminator(nn.Module):
+    features: Sequence[int] = (128, 128, 128)
+    activation: str = "relu"
+    weight_init: str = "default"
+    norm: str = "none"  # none | spectral
+    sn_iterations: int = 1
+    num_classes: int = 0
+    conditioning: str = "none"
+
+    @nn.compact
+    def __call__(self, x, labels=None, train: bool = True, update_stats: bool = False):
+        del train
+        check_choice("MLP discriminator norm", self.norm, D_NORMS["mlp"])
+        spectral, kernel_init = self.norm == "spectral", initializer(self.weight_init)
+        mlp = MLP(tuple(self.features), self.activation, kernel_init=kernel_init)
+        h = activation(self.activation)(
+            sn_wrap(mlp, spectral, self.sn_iterations)(x, update=update_stats)
+        )
+        return discriminator_head(
+            h,
+            labels,
+            conditioning=self.conditioning,
+            num_classes=self.num_classes,
+            spectral=spectral,
+            iterations=self.sn_iterations,
+            update=update_stats,
+            kernel_init=kernel_init,
+        )
+
+
+# -- DCGAN -----------------------------------------------------------------------------------------
+
+
+def first_map_size(image_size: int, num_doublings: int) -> int:
+    base = image_size // 2**num_doublings
+    if base < 1 or base * 2**num_doublings != image_size:
+        raise ValueError(f"image_size {image_size} is not a multiple of 2**{num_doublings}")
+    return base
 
 
 class DCGANGenerator(nn.Module):
     """z → Dense (no bias) → BN → ReLU → [UpConv (no bias) → BN → ReLU]* → UpConv → tanh.
 
-    ``features`` lists the channels before each doubling, so the first feature map is
-    ``image_size / 2**len(features)`` pixels wide (7 for 28 px with two doublings). No layer right
-    before a BatchNorm has a bias: its gradient would be zero and Adam would amplify rounding noise.
+    No layer right before a BatchNorm has a bias: its gradient would be zero and Adam would amplify
+    rounding noise. The first BN normalises the dense output per unit (as the PyTorch reference
+    model this project benchmarks against).
     """
 
     image_size: int = 28
     channels: int = 1
     features: Sequence[int] = (128, 64)
     weight_init: str = "dcgan_normal"
+    norm: str = "batch"  # batch | none
+    num_classes: int = 0
+    conditioning: str = "none"  # none | embedding | cbn
+    embedding_dim: int = 32
 
     @nn.compact
-    def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
+    def __call__(self, z: jax.Array, labels=None, train: bool = True) -> jax.Array:
+        check_choice("DCGAN generator norm", self.norm, ("batch", "none"))
+        check_choice("generator conditioning", self.conditioning, G_CONDITIONINGS)
         kernel_init = initializer(self.weight_init)
-        base = self.image_size // 2 ** len(self.features)
-        if base * 2 ** len(self.features) != self.image_size:
-            raise ValueError(
-                f"image_size {self.image_size} is not {base} * 2**{len(self.features)}"
-            )
-        norm = lambda: nn.BatchNorm(
-            use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON
-        )
-        x = nn.Dense(base * base * self.features[0], use_bias=False, kernel_init=kernel_init)(z)
-        x = nn.relu(norm()(x)).reshape(z.shape[0], base, base, self.features[0])
+        base = first_map_size(self.image_size, len(self.features))
+        use_bias = self.norm == "none"
+
+        def norm(x):
+            return GeneratorNorm(self.norm, self.conditioning, self.num_classes, train)(x, labels)
+
+        x = embed_label(z, labels, self.conditioning, self.num_classes, self.embedding_dim)
+        x = nn.Dense(base * base * self.features[0], use_bias=use_bias, kernel_init=kernel_init)(x)
+        x = nn.relu(norm(x)).reshape(z.shape[0], base, base, self.features[0])
         for width in self.features[1:]:
-            x = nn.relu(norm()(UpConv(width, use_bias=False, kernel_init=kernel_init)(x)))
+            x = nn.relu(norm(UpConv(width, use_bias=use_bias, kernel_init=kernel_init)(x)))
         return jnp.tanh(UpConv(self.channels, kernel_init=kernel_init)(x))
 
 
 class DCGANDiscriminator(nn.Module):
-    """[DownConv → (BN) → LeakyReLU(0.2)]* → Dense(1); returns one logit per example."""
+    """[DownConv → (BN) → LeakyReLU(0.2)]* → flatten → head."""
 
     features: Sequence[int] = (64, 128)
-    norm: str = "none"  # none | batch
+    norm: str = "none"  # none | batch | spectral
     weight_init: str = "dcgan_normal"
+    sn_iterations: int = 1
+    num_classes: int = 0
+    conditioning: str = "none"
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+    def __call__(self, x, labels=None, train: bool = True, update_stats: bool = False):
+        check_choice("DCGAN discriminator norm", self.norm, D_NORMS["dcgan"])
+        check_choice("discriminator conditioning", self.conditioning, D_CONDITIONINGS)
         kernel_init = initializer(self.weight_init)
-        if self.norm not in ("none", "batch"):
-            raise ValueError(f"unknown discriminator norm {self.norm!r}; expected none or batch")
+        spectral = self.norm == "spectral"
         for index, width in enumerate(self.features):
-            use_norm = self.norm == "batch" and index > 0
-            x = DownConv(width, use_bias=not use_norm, kernel_init=kernel_init)(x)
-            if use_norm:
+            batch_norm = self.norm == "batch" and index > 0
+            conv = DownConv(width, use_bias=not batch_norm, kernel_init=kernel_init)
+            x = sn_wrap(conv, spectral, self.sn_iterations)(x, update=update_stats)
+            if batch_norm:
                 x = nn.BatchNorm(
                     use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON
                 )(x)
             x = nn.leaky_relu(x, 0.2)
-        return nn.Dense(1, kernel_init=kernel_init)(x.reshape(x.shape[0], -1))[:, 0]
+        return discriminator_head(
+            x.reshape(x.shape[0], -1),
+            labels,
+            conditioning=self.conditioning,
+            num_classes=self.num_classes,
+            spectral=spectral,
+            iterations=self.sn_iterations,
+            update=update_stats,
+            kernel_init=kernel_init,
+        )
+
+
+# -- SN-ResNet (SNGAN, 32 px) ----------------------------------------------------------------------
+
+
+def conv(features: int, size: int, kernel_init: Callable) -> nn.Conv:
+    pad = (size - 1) // 2
+    return nn.Conv(
+        features, (size, size), padding=((pad, pad), (pad, pad)), kernel_init=kernel_init
+    )
+
+
+def upsample(x: jax.Array) -> jax.Array:
+    """Nearest-neighbour doubling of height and width."""
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def downsample(x: jax.Array) -> jax.Array:
+    """2x2 average pooling."""
+    return nn.avg_pool(x, (2, 2), strides=(2, 2))
+
+
+class GeneratorBlock(nn.Module):
+    """BN → ReLU → up → conv3x3 → BN → ReLU → conv3x3, plus up → conv1x1 of the input."""
+
+    features: int
+    weight_init: str = "xavier"
+    conditioning: str = "none"
+    num_classes: int = 0
+
+    @nn.compact
+    def __call__(self, x, labels, train: bool):
+        kernel_init = initializer(self.weight_init)
+
+        def norm(h):
+            return GeneratorNorm("batch", self.conditioning, self.num_classes, train)(h, labels)
+
+        h = conv(self.features, 3, kernel_init)(upsample(nn.relu(norm(x))))
+        h = conv(self.features, 3, kernel_init)(nn.relu(norm(h)))
+        return h + conv(self.features, 1, kernel_init)(upsample(x))
+
+
+class ResNetGenerator(nn.Module):
+    image_size: int = 32
+    channels: int = 3
+    features: Sequence[int] = (256, 256, 256)
+    weight_init: str = "xavier"
+    norm: str = "batch"
+    num_classes: int = 0
+    conditioning: str = "none"
+    embedding_dim: int = 32
+
+    @nn.compact
+    def __call__(self, z: jax.Array, labels=None, train: bool = True) -> jax.Array:
+        check_choice("ResNet generator norm", self.norm, ("batch",))
+        check_choice("generator conditioning", self.conditioning, G_CONDITIONINGS)
+        kernel_init = initializer(self.weight_init)
+        base = first_map_size(self.image_size, len(self.features))
+        x = embed_label(z, labels, self.conditioning, self.num_classes, self.embedding_dim)
+        x = nn.Dense(base * base * self.features[0], kernel_init=kernel_init)(x)
+        x = x.reshape(z.shape[0], base, base, self.features[0])
+        for width in self.features:
+            block_conditioning = "cbn" if self.conditioning == "cbn" else "none"
+            x = GeneratorBlock(width, self.weight_init, block_conditioning, self.num_classes)(
+                x, labels, train
+            )
+        x = nn.relu(GeneratorNorm("batch", "none", 0, train)(x, None))
+        return jnp.tanh(conv(self.channels, 3, kernel_init)(x))
+
+
+class DiscriminatorBlock(nn.Module):
+    """``first``: conv3x3 → ReLU → conv3x3 → pool, plus pool → conv1x1 (SNGAN's optimised block).
+    Otherwise: ReLU → conv3x3 → ReLU → conv3x3 → (pool), plus conv1x1 → (pool) when the shape
+    changes (else the identity)."""
+
+    features: int
+    down: bool = True
+    first: bool = False
+    weight_init: str = "xavier"
+    spectral: bool = True
+    sn_iterations: int = 1
+
+    @nn.compact
+    def __call__(self, x, update: bool):
+        kernel_init = initializer(self.weight_init)
+
+        def sn_conv(h, size):
+            layer = conv(self.features, size, kernel_init)
+            return sn_wrap(layer, self.spectral, self.sn_iterations)(h, update=update)
+
+        pool = downsample if self.down else (lambda h: h)
+        if self.first:
+            h = pool(sn_conv(nn.relu(sn_conv(x, 3)), 3))
+            return h + sn_conv(downsample(x), 1)
+        h = pool(sn_conv(nn.relu(sn_conv(nn.relu(x), 3)), 3))
+        shortcut = x
+        if self.down or x.shape[-1] != self.features:
+            shortcut = pool(sn_conv(x, 1))
+        return h + shortcut
+
+
+class ResNetDiscriminator(nn.Module):
+    features: Sequence[int] = (128, 128, 128, 128)
+    norm: str = "spectral"  # spectral | none
+    weight_init: str = "xavier"
+    sn_iterations: int = 1
+    num_classes: int = 0
+    conditioning: str = "none"
+
+    @nn.compact
+    def __call__(self, x, labels=None, train: bool = True, update_stats: bool = False):
+        del train
+        check_choice("ResNet discriminator norm", self.norm, D_NORMS["resnet"])
+        check_choice("discriminator conditioning", self.conditioning, D_CONDITIONINGS)
+        spectral = self.norm == "spectral"
+        num_down = max(len(self.features) - 2, 1)
+        for index, width in enumerate(self.features):
+            block = DiscriminatorBlock(
+                width,
+                down=index < num_down,
+                first=index == 0,
+                weight_init=self.weight_init,
+                spectral=spectral,
+                sn_iterations=self.sn_iterations,
+            )
+            x = block(x, update_stats)
+        h = jnp.sum(nn.relu(x), axis=(1, 2))
+        return discriminator_head(
+            h,
+            labels,
+            conditioning=self.conditioning,
+            num_classes=self.num_classes,
+            spectral=spectral,
+            iterations=self.sn_iterations,
+            update=update_stats,
+            kernel_init=initializer(self.weight_init),
+        )
+
+
+# -- building from a config ------------------------------------------------------------------------
+
+
+def build_networks(model) -> tuple[nn.Module, nn.Module]:
+    """``(generator, discriminator)`` for a ``config.model`` (see ``gan_jax.defaults``).
+
+    Raises:
+        ValueError: an unknown architecture.
+    """
+    g, d = model.generator, model.discriminator
+    shared = dict(num_classes=model.num_classes)
+    g_common = dict(
+        features=tuple(g.features),
+        weight_init=g.weight_init,
+        conditioning=g.conditioning,
+        embedding_dim=g.embedding_dim,
+        **shared,
+    )
+    d_common = dict(
+        features=tuple(d.features),
+        weight_init=d.weight_init,
+        norm=d.norm,
+        sn_iterations=d.sn_iterations,
+        conditioning=d.conditioning,
+        **shared,
+    )
+    image = dict(image_size=model.image_size, channels=model.channels)
+    if model.architecture == "mlp":
+        return (
+            MLPGenerator(data_dim=model.data_dim, activation=g.activation, norm=g.norm, **g_common),
+            MLPDiscriminator(activation=d.activation, **d_common),
+        )
+    if model.architecture == "dcgan":
+        return DCGANGenerator(norm=g.norm, **image, **g_common), DCGANDiscriminator(**d_common)
+    if model.architecture == "resnet":
+        return ResNetGenerator(norm=g.norm, **image, **g_common), ResNetDiscriminator(**d_common)
+    raise ValueError(
+        f"unknown architecture {model.architecture!r}; expected one of mlp, dcgan, resnet"
+    )

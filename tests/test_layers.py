@@ -187,16 +187,23 @@ def convolutions(jaxpr) -> list:
     [(UpConv(8), (2, 7, 7, 16)), (DownConv(8), (2, 14, 14, 16))],
     ids=["UpConv", "DownConv"],
 )
-def test_no_dilated_convolution(module, shape):
-    """Forward pass and both gradients use no zero-dilated convolution (slow on XLA:CPU)."""
+def test_no_input_dilated_convolution(module, shape):
+    """Forward pass, both gradients and the second-order gradient of a gradient penalty use no
+    input-dilated convolution (a transposed convolution in XLA's form, slow on XLA:CPU). A strided
+    convolution's kernel gradient, a window-dilated convolution, is XLA's fast own."""
     x = jnp.ones(shape)
     variables = module.init(jax.random.key(0), x)
     grad = jax.grad(lambda v, x: jnp.sum(module.apply(v, x) ** 2), argnums=(0, 1))
-    params = convolutions(jax.make_jaxpr(grad)(variables, x).jaxpr)
-    assert params
-    for conv in params:
-        assert tuple(conv["lhs_dilation"]) == (1, 1), conv
-        assert tuple(conv["rhs_dilation"]) == (1, 1), conv
+
+    def penalty(v, x):
+        input_grad = jax.grad(lambda x: jnp.sum(module.apply(v, x) ** 2))(x)
+        return jnp.sum(input_grad**2)
+
+    for function in (grad, jax.grad(penalty)):
+        params = convolutions(jax.make_jaxpr(function)(variables, x).jaxpr)
+        assert params
+        for conv in params:
+            assert tuple(conv["lhs_dilation"]) == (1, 1), conv
 
 
 @pytest.mark.parametrize(

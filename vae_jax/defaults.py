@@ -21,7 +21,7 @@ def default_model_config(**overrides) -> ml_collections.ConfigDict:
             activation="relu",  # experiments.layers.ACTIVATIONS
             kernel_init="default",  # experiments.layers.INITIALIZERS
             num_classes=0,  # > 0: conditional VAE on data 'label'
-            output_bias_init="data_mean",  # data_mean | zeros
+            output_bias_init="data_mean",  # data_mean | zeros | none (no per-pixel output bias)
             # Likelihood p(x | z).
             likelihood="bernoulli",  # bernoulli | gaussian | discretized_logistic
             gaussian_scale=0.1,  # gaussian with learn_scale=False: the fixed std on [0, 1] pixels

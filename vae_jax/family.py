@@ -20,7 +20,7 @@ their defaults):
     ``'label'``), ``output_bias_init``: ``'data_mean'`` sets the decoder's per-pixel output bias at
     init so that a zero network output decodes to the mean image of the first train batch (for
     Bernoulli: the logit of each pixel's mean; this removes the first epochs' work of learning the
-    background), or ``'zeros'``.
+    background), ``'zeros'``, or ``'none'`` (no output bias at all).
     Likelihood (``vae_jax.likelihoods``): ``likelihood`` (``'bernoulli'`` | ``'gaussian'`` |
     ``'discretized_logistic'``), ``gaussian_scale`` (fixed std), ``learn_scale`` (learned per-pixel
     std instead), ``num_bins`` (levels of the discretised logistic).
@@ -65,7 +65,7 @@ from vae_jax import likelihoods, networks, objectives
 from vae_jax.defaults import default_model_config
 
 OBJECTIVES = ("elbo", "iwae")
-OUTPUT_BIAS_INITS = ("data_mean", "zeros")
+OUTPUT_BIAS_INITS = ("data_mean", "zeros", "none")
 NUM_RECONSTRUCTIONS = 32  # inputs shown (each next to its reconstruction) in the grid
 NUM_PRIOR_SAMPLES = 64
 SAMPLES_PER_CLASS = 10  # conditional prior-sample grid: one row per class
@@ -437,6 +437,7 @@ def make(config) -> VAEFamily:
         kernel_init=m.kernel_init,
         params_per_channel=likelihood.params_per_channel,
         num_classes=int(m.num_classes),
+        output_bias=m.output_bias_init != "none",
     )
     return VAEFamily(
         model,

@@ -26,7 +26,8 @@ is the one place that maps names (``'mlp'`` / ``'conv'``) to modules. Images are
 
 The decoder's output has ``channels * params_per_channel`` channels (the likelihood's parameters,
 see ``vae_jax.likelihoods``). ``output_bias`` (``(H, W, channels * params_per_channel)``, zeros at
-``init``) is the per-pixel offset of the output; the family sets it from the data mean at init.
+``init``) is the per-pixel offset of the output; the family sets it from the data mean at init
+(``output_bias_init='none'`` leaves it out, as in the plain Kingma & Welling network).
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ class MLPDecoder(nn.Module):
     hidden_widths: Sequence[int] = (500,)  # the encoder's widths; used in reverse order
     activation: str = "relu"
     kernel_init: Callable = layers.initializer("default")
+    output_bias: bool = True
 
     @nn.compact
     def __call__(self, z: jax.Array, condition: jax.Array | None = None) -> jax.Array:
@@ -106,9 +108,10 @@ class MLPDecoder(nn.Module):
         h = MLP(widths, self.activation, self.kernel_init, name="layers")(
             with_condition(z, condition)
         )
-        return OutputBias(tuple(self.output_shape), name="output_bias")(
-            h.reshape((z.shape[0], *self.output_shape))
-        )
+        h = h.reshape((z.shape[0], *self.output_shape))
+        if not self.output_bias:
+            return h
+        return OutputBias(tuple(self.output_shape), name="output_bias")(h)
 
 
 class ConvEncoder(nn.Module):
@@ -144,6 +147,7 @@ class ConvDecoder(nn.Module):
     hidden: int = 256
     activation: str = "relu"
     kernel_init: Callable = layers.initializer("default")
+    output_bias: bool = True
 
     @nn.compact
     def __call__(self, z: jax.Array, condition: jax.Array | None = None) -> jax.Array:
@@ -157,6 +161,8 @@ class ConvDecoder(nn.Module):
         for features in reversed(self.conv_features[:-1]):
             h = act(UpConv(features, kernel_init=self.kernel_init)(h))
         h = UpConv(channels, kernel_init=self.kernel_init)(h)
+        if not self.output_bias:
+            return h
         return OutputBias(tuple(self.output_shape), name="output_bias")(h)
 
 
@@ -206,12 +212,14 @@ def build_vae(
     kernel_init: str = "default",
     params_per_channel: int = 1,
     num_classes: int = 0,
+    output_bias: bool = True,
 ) -> VAE:
     """A ``VAE`` of the named architecture (``'mlp'`` or ``'conv'``); see the module docstring.
 
     ``image_shape`` is ``(height, width, channels)``; the decoder outputs ``channels *
     params_per_channel`` channels. ``hidden_widths`` is used by ``'mlp'``; ``conv_features`` and
-    ``hidden`` by ``'conv'``; ``num_classes > 0`` makes it conditional. Raises ``ConfigError`` on an
+    ``hidden`` by ``'conv'``; ``num_classes > 0`` makes it conditional; ``output_bias=False`` drops
+    the decoder's per-pixel ``output_bias``. Raises ``ConfigError`` on an
     unknown architecture, activation or initialiser, or an image side the convolutions cannot halve
     ``len(conv_features)`` times.
     """
@@ -232,7 +240,7 @@ def build_vae(
         widths = tuple(int(w) for w in hidden_widths)
         return VAE(
             encoder=MLPEncoder(latent_dim, widths, activation, init),
-            decoder=MLPDecoder(output_shape, widths, activation, init),
+            decoder=MLPDecoder(output_shape, widths, activation, init, output_bias),
             num_classes=num_classes,
         )
     if encoder == "conv":
@@ -247,7 +255,7 @@ def build_vae(
             )
         return VAE(
             encoder=ConvEncoder(latent_dim, features, hidden, activation, init),
-            decoder=ConvDecoder(output_shape, features, hidden, activation, init),
+            decoder=ConvDecoder(output_shape, features, hidden, activation, init, output_bias),
             num_classes=num_classes,
         )
     raise ConfigError(f"unknown encoder {encoder!r}; expected 'mlp' or 'conv'")

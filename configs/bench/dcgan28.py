@@ -1,0 +1,52 @@
+"""Benchmark: the standard PyTorch DCGAN step on 28x28x1 images, G+D update at batch 64 — exactly
+``dcgan28`` of ``../shared/bench/torch_reference.py``.
+
+The model of ``configs/dcgan_mnist.py`` (G 771 969 + D 138 561 = 910 530 parameters: z 100 → Dense
+(no bias) → BN → ReLU → 7x7x128 → UpConv 64 (no bias) → BN → ReLU → UpConv 1 → tanh; D: DownConv 64 →
+LeakyReLU(0.2) → DownConv 128 → LeakyReLU(0.2) → Dense 1; non-saturating loss; Adam(2e-4, b1=0.5)
+for both networks; one batch of latents per step whose G forward pass both updates use, as the
+reference: ``model.shared_fakes``), with everything the reference does not do pinned off (EMA, regularisers,
+augmentation, extra D steps). Only the data differs: the embedded ``shapes`` images at 28 px, so the
+benchmark needs no data files (the step computes the same thing on any images in [0, 1]).
+
+Command (run the PyTorch side in the same session and compare ratios, never absolute times from
+different runs)::
+
+    python -m experiments.benchmark --config configs/bench/dcgan28.py --steps 50
+    python ../shared/bench/torch_reference.py --model dcgan28
+
+Measured (2 shared CPU cores, load average 8-15 from other jobs, so absolute times are inflated):
+this step 440 ms median (224 ms CPU time per step, compile 7.7 s CPU); Flax's ConvTranspose/Conv
+before the fast UpConv/DownConv took 3.0-3.4 s per step in the same process pinned to one core, vs
+0.43-0.47 s now. Side by side, 2 threads each: PyTorch 2.13 eager 2546 ms (its OpenMP threads suffer
+far more from the load, so that ratio, 0.17, flatters us); pinned to one core each (1 thread): see
+the README performance section.
+"""
+
+from configs import base, dcgan_mnist
+from experiments.optim import default_optimizer_config
+
+
+def get_config(arg=None):
+    del arg
+    config = dcgan_mnist.get_config()
+    config.data = base.get_data_config(name="shapes", image_size=28)
+    config.batch_size = 64
+    model = config.model
+    model.latent_dim, model.image_size, model.channels = 100, 28, 1
+    model.loss = "non_saturating"
+    model.ema_decay = 0.0
+    model.generator.features = (128, 64)
+    model.generator.norm = "batch"
+    model.discriminator.features = (64, 128)
+    model.discriminator.norm = "none"
+    model.d_steps = 1
+    model.shared_fakes = True  # one z and one G forward pass per step, as the reference
+    model.augment = ""
+    model.num_classes = 0
+    regularizers = model.regularizers
+    regularizers.gradient_penalty = regularizers.r1 = regularizers.dragan = 0.0
+    regularizers.weight_clip = 0.0
+    config.optimizer.generator = default_optimizer_config(learning_rate=2e-4, b1=0.5)
+    config.optimizer.discriminator = default_optimizer_config(learning_rate=2e-4, b1=0.5)
+    return config

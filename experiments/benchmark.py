@@ -1,0 +1,264 @@
+"""Times the project's real train step: ``python -m experiments.benchmark --config=FILE [--steps=N]``.
+
+It builds ``experiments.train.Experiment`` from the config (the same family, batcher, jitted and
+donating ``train_step`` and ``put_batch`` that training runs) and measures:
+
+* ``compile_s``: tracing, lowering and compiling the step (ahead of time, once; ``compile_cpu_s``
+  is the CPU time it took, which other jobs on the machine inflate less);
+* ``median_step_ms``: the median over ``--steps`` steps, after ``--warmup`` steps, of one call of the
+  jitted step on a batch already on the device, each waited for with ``block_until_ready``;
+* ``data_ms``: the input pipeline alone, ``batcher.batch(step)`` + ``put_batch`` (median);
+* ``step_with_data_ms``: both, as the train loop runs them (median);
+* ``flops_per_step``: XLA's cost analysis of the compiled step, and ``fraction_of_peak``: that work
+  per median step against a float32 matmul peak measured in the same run (``peak_gflops``);
+* ``params``: trainable parameters (every leaf under a ``params`` field of the state: both networks
+  of a GAN, batch-norm scale and bias included, optimiser moments and EMA copies not);
+* ``peak_memory_mb``: the process's maximum resident set size (``memory_source`` says so), plus
+  the compiled step's own buffers (``step_memory_mb``: arguments, outputs and temporaries);
+* ``recompiles``: compilations after the first step (must be 0);
+* ``mean_step_cpu_ms`` (CPU time of all threads per step) and ``load_average``: to judge how much
+  other jobs on the machine disturbed the timing.
+
+It prints a table and, as its last line, one JSON object with all of these. Nothing is written to
+disk (the experiment gets a temporary workdir that it never touches).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+from experiments import cli
+
+_CONFIG = cli.define_config_flag()
+_STEPS = flags.DEFINE_integer("steps", 50, "Timed steps (after the warm-up).", lower_bound=1)
+_WARMUP = flags.DEFINE_integer("warmup", 5, "Untimed steps before timing.", lower_bound=1)
+_DATA_STEPS = flags.DEFINE_integer("data_steps", 200, "Batches timed for data_ms.", lower_bound=1)
+_PEAK_SIZE = flags.DEFINE_integer(
+    "peak_size",
+    2048,
+    "Side of the square float32 matmul that measures the peak FLOP/s.",
+    lower_bound=1,
+)
+
+COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+def count_params(state) -> int:
+    """Elements of every array leaf whose path passes through a field or key named ``params``."""
+    import jax
+
+    total = 0
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        names = {getattr(entry, "name", getattr(entry, "key", None)) for entry in path}
+        if "params" in names and hasattr(leaf, "size"):
+            total += int(leaf.size)
+    return total
+
+
+def cost_flops(compiled) -> float:
+    """XLA's flop count of a compiled computation (``cost_analysis`` is a dict or a list of them)."""
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, (list, tuple)):
+        analysis = analysis[0] if analysis else {}
+    return float((analysis or {}).get("flops", float("nan")))
+
+
+def memory_mb(compiled) -> float | None:
+    """Arguments + outputs + temporaries of a compiled computation in MiB (None if unknown)."""
+    try:
+        stats = compiled.memory_analysis()
+    except Exception:  # not every backend implements it
+        return None
+    if stats is None:
+        return None
+    total = (
+        stats.argument_size_in_bytes
+        + stats.output_size_in_bytes
+        + stats.temp_size_in_bytes
+        - stats.alias_size_in_bytes
+    )
+    return total / 2**20
+
+
+def matmul_peak_gflops(size: int, repeats: int = 5) -> float:
+    """The best FLOP/s (in GFLOP/s) of a jitted ``size x size`` float32 matmul, same process."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
+    b = jax.random.normal(jax.random.key(2), (size, size), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    matmul(a, b).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def median_ms(times: list[float]) -> float:
+    return statistics.median(times) * 1e3
+
+
+def benchmark(config, steps: int, warmup: int, data_steps: int, peak_size: int) -> dict:
+    import jax
+
+    from experiments import train
+
+    compiles = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **kwargs: (
+            compiles.append(duration) if event == COMPILE_EVENT else None
+        )
+    )
+
+    with tempfile.TemporaryDirectory() as workdir:
+        experiment = train.Experiment(config, workdir)
+    batcher, put = experiment.batcher, experiment.put_batch
+    state = experiment.initial_state()
+    params = count_params(state)
+    batch = put(batcher.batch(0))
+    root = experiment.root
+
+    # Compile once, ahead of time, for the timing and the cost analysis; the jitted function then
+    # runs from its cache (``recompiles`` counts any compilation after that).
+    start, start_cpu = time.perf_counter(), time.process_time()
+    compiled = experiment.train_step.lower(state, batch, root).compile()
+    compile_s = time.perf_counter() - start
+    compile_cpu_s = time.process_time() - start_cpu
+    flops = cost_flops(compiled)
+    step_memory = memory_mb(compiled)
+
+    step = experiment.train_step
+    for index in range(warmup):
+        state, metrics, finite = step(state, batch, root)
+        jax.block_until_ready((state, metrics, finite))
+        if index == 0:
+            compiles_after_first = len(compiles)
+    if not bool(finite):
+        raise RuntimeError(f"non-finite metrics during the benchmark: {jax.device_get(metrics)}")
+
+    step_times = []
+    start_cpu = time.process_time()
+    for _ in range(steps):
+        start = time.perf_counter()
+        state, metrics, finite = step(state, batch, root)
+        jax.block_until_ready((state, metrics, finite))
+        step_times.append(time.perf_counter() - start)
+    step_cpu_ms = (time.process_time() - start_cpu) / steps * 1e3
+
+    data_times = []
+    for index in range(data_steps):
+        start = time.perf_counter()
+        jax.block_until_ready(put(batcher.batch(index)))
+        data_times.append(time.perf_counter() - start)
+
+    loop_times = []
+    for index in range(steps):
+        start = time.perf_counter()
+        batch = put(batcher.batch(warmup + index))
+        state, metrics, finite = step(state, batch, root)
+        jax.block_until_ready((state, metrics, finite))
+        loop_times.append(time.perf_counter() - start)
+    recompiles = len(compiles) - compiles_after_first
+
+    peak_gflops = matmul_peak_gflops(peak_size)
+    step_ms = median_ms(step_times)
+    step_sorted = sorted(step_times)
+    achieved_gflops = flops / (step_ms / 1e3) / 1e9
+    return dict(
+        family=config.family,
+        batch_size=config.batch_size,
+        median_step_ms=round(step_ms, 3),
+        p10_step_ms=round(step_sorted[len(step_sorted) // 10] * 1e3, 3),
+        p90_step_ms=round(step_sorted[(9 * len(step_sorted)) // 10] * 1e3, 3),
+        compile_s=round(compile_s, 3),
+        compile_cpu_s=round(compile_cpu_s, 3),
+        mean_step_cpu_ms=round(step_cpu_ms, 3),
+        load_average=round(os.getloadavg()[0], 2),
+        images_per_s=round(config.batch_size / (step_ms / 1e3), 1),
+        flops_per_step=flops,
+        achieved_gflops=round(achieved_gflops, 2),
+        peak_gflops=round(peak_gflops, 2),
+        fraction_of_peak=round(achieved_gflops / peak_gflops, 4),
+        params=params,
+        peak_memory_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        memory_source="process max RSS (resource.getrusage)",
+        step_memory_mb=None if step_memory is None else round(step_memory, 2),
+        data_ms=round(median_ms(data_times), 4),
+        step_with_data_ms=round(median_ms(loop_times), 3),
+        recompiles=recompiles,
+        steps=steps,
+        warmup=warmup,
+        backend=jax.default_backend(),
+        devices=jax.device_count(),
+        cpu_count=len(os.sched_getaffinity(0)),
+        jax=jax.__version__,
+        python=platform.python_version(),
+    )
+
+
+TABLE_ROWS = (
+    ("median step", "median_step_ms", "ms"),
+    ("p10 / p90 step", None, "ms"),
+    ("step with data", "step_with_data_ms", "ms"),
+    ("input pipeline", "data_ms", "ms"),
+    ("compile", "compile_s", "s"),
+    ("compile CPU time", "compile_cpu_s", "s (this process)"),
+    ("step CPU time", "mean_step_cpu_ms", "ms (all threads, mean)"),
+    ("load average", "load_average", "(1 min, at the end: other jobs share the cores)"),
+    ("throughput", "images_per_s", "images/s"),
+    ("work per step", "flops_per_step", "FLOP"),
+    ("achieved", "achieved_gflops", "GFLOP/s"),
+    ("matmul peak", "peak_gflops", "GFLOP/s"),
+    ("fraction of peak", "fraction_of_peak", ""),
+    ("parameters", "params", ""),
+    ("peak memory", "peak_memory_mb", "MiB (process max RSS)"),
+    ("step buffers", "step_memory_mb", "MiB (compiled memory analysis)"),
+    ("recompilations", "recompiles", "after the first step"),
+)
+
+
+def format_table(result: dict) -> str:
+    lines = [
+        f"benchmark: family={result['family']} batch={result['batch_size']} "
+        f"steps={result['steps']} (+{result['warmup']} warm-up) on {result['backend']} "
+        f"({result['cpu_count']} cores), jax {result['jax']}"
+    ]
+    for label, key, unit in TABLE_ROWS:
+        if key is None:
+            value = f"{result['p10_step_ms']:.3f} / {result['p90_step_ms']:.3f}"
+        elif isinstance(result[key], float) and key == "flops_per_step":
+            value = f"{result[key]:.4g}"
+        elif isinstance(result[key], int):
+            value = f"{result[key]:,}"
+        else:
+            value = str(result[key])
+        lines.append(f"  {label:<18} {value:>16}  {unit}")
+    return "\n".join(lines)
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.quiet_library_logs()
+    config = _CONFIG.value
+    result = benchmark(config, _STEPS.value, _WARMUP.value, _DATA_STEPS.value, _PEAK_SIZE.value)
+    result["config"] = flags.FLAGS["config"].config_filename
+    print(format_table(result), flush=True)
+    print(json.dumps(result), flush=True)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=cli.parse_flags)
