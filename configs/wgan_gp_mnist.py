@@ -7,9 +7,13 @@ latents; 2000 generator updates (10 000 critic updates); EMA of G as ``dcgan_mni
 
 Command:
   python -m experiments.main --config=configs/wgan_gp_mnist.py --workdir=runs/wgan_gp_mnist
-Time on 2 CPU cores: about 31 minutes (1.09 steps/s on one core while another run used the other);
-the run at these defaults had not finished when this was written.
-Expected result: recognisable digits and no NaN (not yet measured at these defaults).
+Time on 2 CPU cores: 54 minutes measured (3244 s, one thread while other runs and the test suite
+shared the cores; about 1.1 steps/s, ~31 minutes, on a core of its own).
+Expected result: measured with seed 0, no NaN; digits of all ten classes emerging but still ragged
+at 2000 generator updates: FID 47.2, classifier score 5.22 ± 0.08, precision 0.56, recall 0.37
+(10 000 EMA samples against the MNIST test set; floor FID 0.30); 47.6% of samples classified with
+softmax ≥ 0.9 (test images: 98.4%). WGAN-GP converges more slowly per update than the
+non-saturating loss; a longer run is the next thing to measure.
 """
 
 from configs import dcgan_mnist
