@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -25,6 +26,25 @@ def test_bernoulli_log_prob_is_finite_for_extreme_logits():
     logits = jnp.array([[200.0, -200.0, 200.0, -200.0]])
     x = jnp.array([[1.0, 0.0, 0.0, 1.0]])
     np.testing.assert_allclose(likelihoods.bernoulli_log_prob(logits, x), [-400.0], rtol=1e-6)
+
+
+def test_bernoulli_log_prob_gradient_is_x_minus_sigmoid():
+    # Grey x too (binary cross-entropy), logits at 0 (where max(l, 0) has a kink) and extremes.
+    logits = np.array([[0.0, 0.0, 1.5, -2.0, 30.0, -30.0, 0.3]], np.float32)
+    x = np.array([[1.0, 0.0, 0.25, 1.0, 0.0, 1.0, 0.5]], np.float32)
+    grad = jax.grad(lambda z: likelihoods.bernoulli_log_prob(z, jnp.asarray(x)).sum())(
+        jnp.asarray(logits)
+    )
+    np.testing.assert_allclose(grad, x - special.expit(logits.astype(np.float64)), atol=1e-6)
+
+
+def test_bernoulli_log_prob_of_grey_values_is_negative_cross_entropy():
+    logits = np.array([[0.7, -1.2, 4.0]], np.float32)
+    x = np.array([[0.2, 0.9, 0.5]], np.float32)
+    p = special.expit(logits.astype(np.float64))
+    expected = np.sum(x * np.log(p) + (1 - x) * np.log1p(-p))
+    log_prob = likelihoods.bernoulli_log_prob(jnp.asarray(logits), jnp.asarray(x))
+    np.testing.assert_allclose(log_prob, [expected], rtol=1e-6)
 
 
 @pytest.mark.parametrize("per_pixel_scale", [False, True])
