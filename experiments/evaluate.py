@@ -1,6 +1,7 @@
 """Evaluates a checkpoint: ``python -m experiments.evaluate --workdir DIR [--step S] [--best]
 [--num_samples 10000] [--metrics fid,kid,is,pr,dc,acc,ifid] [--reference_split test]
-[--feature_net auto|classifier|inception] [--inception_weights FILE.npz] [--seed 0] [--nofloor]``.
+[--feature_net auto|classifier|inception] [--inception_weights FILE.npz] [--seed 0] [--nofloor]
+[--iwae_k 5000] [--max_examples N]`` (the last two: a VAE's NLL estimate).
 
 Writes ``DIR/eval/<step>.json`` (``DIR/eval/best_<step>.json`` with ``--best``): the metric keys at
 the top level (``fid``, ``kid_mean``, ``kid_std``, ``is_mean``, ``is_std``, ``precision``,
@@ -47,6 +48,12 @@ _SAMPLE_BATCH_SIZE = flags.DEFINE_integer("sample_batch_size", 500, "Samples per
 _FEATURE_BATCH_SIZE = flags.DEFINE_integer(
     "feature_batch_size", 0, "Images per feature-net call (0 = its default)."
 )
+_IWAE_K = flags.DEFINE_integer(
+    "iwae_k", None, "A VAE's importance samples per test example (default: model.iwae_k_eval)."
+)
+_MAX_EXAMPLES = flags.DEFINE_integer(
+    "max_examples", None, "A VAE's NLL on this many test examples, evenly spread (default: all)."
+)
 _FLOOR = flags.DEFINE_bool("floor", True, "Also compute the real-data floor.")
 _FORCE_FID = flags.DEFINE_bool(
     "force_fid", False, "Compute FID with fewer samples than twice the feature dimension."
@@ -83,6 +90,8 @@ def make_options(settings, reference_split: str):
         feature_batch_size=_FEATURE_BATCH_SIZE.value or None,
         floor=_FLOOR.value,
         force_fid=_FORCE_FID.value,
+        iwae_k=_IWAE_K.value,
+        max_examples=_MAX_EXAMPLES.value,
     )
 
 

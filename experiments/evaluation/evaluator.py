@@ -61,6 +61,10 @@ class EvalOptions:
         force_fid: compute FID even with fewer samples than twice the feature dimension.
         family_metrics: call the family's ``evaluation_metrics`` (the command does; the train loop
             does not: its own ``eval_step`` metrics are there, and e.g. an IWAE bound is costly).
+        iwae_k: importance samples of a likelihood family's NLL estimate (None = the family's
+            default, 5000 for the VAE).
+        max_examples: a likelihood family evaluates only this many test examples, evenly spread
+            over the split (None or 0 = all).
     """
 
     metrics: tuple[str, ...] = METRIC_NAMES
@@ -75,6 +79,8 @@ class EvalOptions:
     floor: bool = True
     force_fid: bool = False
     family_metrics: bool = True
+    iwae_k: int | None = None
+    max_examples: int | None = None
 
 
 def parse_metrics(text: str) -> tuple[str, ...]:
