@@ -9,7 +9,8 @@ batch 64; 6000 steps (6.4 epochs); an EMA of the generator (decay 0.999 from ste
 evaluation and sampling. Every 500 steps the run logs ``eval/fid`` and ``eval/is_mean`` of 2000
 EMA samples (biased high against the 10 000-sample numbers below; compare them with each other) and
 keeps the checkpoint with the lowest FID in ``checkpoints_best/``
-(``python -m experiments.evaluate --workdir=DIR --best``).
+(``python -m experiments.evaluate --workdir=DIR --best``). On a machine without the cached domain
+classifier, the first eval trains it once (``configs/classifier_mnist.py``, ~12 min of CPU time).
 
 Why the EMA and 6000 steps: at 3000 steps without them, FID 34.5 and classifier score 6.1 (seed
 0), samples recognisable but ragged; the conditional variant (``cgan_mnist``) with both went from
