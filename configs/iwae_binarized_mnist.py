@@ -21,6 +21,8 @@ not measured (Burda et al.: 87.10 nats after 3280 epochs).
 
 from configs import vae_binarized_mnist
 
+EPOCHS = 30
+
 
 def get_config():
     config = vae_binarized_mnist.get_config()
@@ -29,4 +31,7 @@ def get_config():
     config.model.objective = "iwae"
     config.model.num_samples = 50
     config.model.iwae_k_train_eval = 50
+    vae_binarized_mnist.set_epochs(
+        config, EPOCHS, train_examples=vae_binarized_mnist.TRAIN_EXAMPLES
+    )
     return config

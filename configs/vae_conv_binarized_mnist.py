@@ -17,10 +17,15 @@ of the full run: not measured.
 
 from configs import vae_binarized_mnist
 
+EPOCHS = 30
+
 
 def get_config():
     config = vae_binarized_mnist.get_config()
     config.model.encoder = "conv"
     config.model.conv_features = (32, 64)
     config.model.hidden = 512
+    vae_binarized_mnist.set_epochs(
+        config, EPOCHS, train_examples=vae_binarized_mnist.TRAIN_EXAMPLES
+    )
     return config
