@@ -12,11 +12,15 @@ error message says how: ``tfds build cifar10 --data_dir DIR --file_format array_
 Command:
   python -m experiments.main --config=configs/sngan_cifar10.py --workdir=runs/sngan_cifar10 \
       --config.data.dir=PATH_TO_TFDS_DATA
-Time on 2 CPU cores: not trained here (no CIFAR-10 on our machines, and no download). One step
-(5 D updates at batch 64 + 1 G update, 2.66 TFLOP) took 51.6 s on one core (compile 24 s), measured
-with ``python -m experiments.benchmark --config=configs/sngan_cifar10.py --steps=3
+Time on 2 CPU cores: not trained here (no CIFAR-10 on our machines, and no download); it needs an
+accelerator. The 5 D updates of a step are one ``lax.scan`` (``model.d_loop='scan'``), so the
+program holds one D update and compiles in 9.2 s on 2 cores (22 s unrolled, the other configs'
+default). XLA:CPU runs convolution gradients inside a loop body on a slow path, so on a CPU the
+scanned step is ~10x slower than the unrolled one (batch 40: 40.8 s vs 4.2 s on one core); for a
+CPU run add ``--config.model.d_loop=unroll`` (one step at batch 320: 51.6 s on one core, 2.66
+TFLOP). Measured with ``python -m experiments.benchmark --config=configs/sngan_cifar10.py --steps=3
 --config.data.name=shapes --config.data.image_size=32 --config.model.channels=1`` (grey stand-in
-data): 50 000 steps would take about a month of one core; it needs an accelerator.
+data).
 Expected result: Miyato et al. (2018) report Inception score 8.22 and FID 21.7 for this model
 (their protocol, 50 000 samples); not reproduced here.
 """
@@ -39,6 +43,7 @@ def get_config(arg=None):
         architecture="resnet", latent_dim=128, image_size=32, channels=3, loss="hinge"
     )
     config.model.d_steps = D_STEPS
+    config.model.d_loop = "scan"  # a program of one D update: compile time (see above)
     config.model.generator.update(features=(256, 256, 256), weight_init="xavier", norm="batch")
     config.model.discriminator.update(
         features=(128, 128, 128, 128), weight_init="xavier", norm="spectral"

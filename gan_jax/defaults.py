@@ -61,6 +61,7 @@ def default_model_config(**overrides) -> ml_collections.ConfigDict:
             num_classes=0,  # > 0: a conditional GAN (data must have 'label')
             acgan_weight=1.0,  # weight of the auxiliary classification loss (D 'auxiliary')
             d_steps=1,  # D updates per G update (the batch holds d_steps D batches)
+            d_loop="unroll",  # unroll | scan: how the d_steps D updates are compiled
             # The G update reuses the D update's fakes (latents, labels and G's forward pass) as
             # PyTorch's DCGAN example does, instead of drawing its own: one G forward pass less.
             shared_fakes=False,  # needs d_steps == 1

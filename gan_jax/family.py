@@ -9,7 +9,9 @@ Config keys read (``gan_jax.defaults`` lists them all with their defaults):
     ``num_classes`` (> 0: conditional; ``generator.conditioning`` embedding | cbn and
     ``discriminator.conditioning`` projection | auxiliary must then be set), ``acgan_weight`` (the
     auxiliary classification loss's weight, D conditioning 'auxiliary');
-    ``d_steps`` (D updates per G update), ``shared_fakes`` (the G update reuses the D update's
+    ``d_steps`` (D updates per G update), ``d_loop`` (``'unroll'``: the D updates as a Python
+    loop, fastest on XLA:CPU; ``'scan'``: one ``lax.scan``, a program and compile time that do not
+    grow with ``d_steps``, for accelerators), ``shared_fakes (the G update reuses the D update's
     fakes, see below), ``ema_decay`` and ``ema_start_step``, ``augment``
     (DiffAugment policy, ``gan_jax.augment``);
     ``generator`` / ``discriminator``: ``features``, ``weight_init``, ``activation`` (mlp), ``norm``,
@@ -23,7 +25,7 @@ Config keys read (``gan_jax.defaults`` lists them all with their defaults):
     ``ring2d`` / ``grid2d`` turn on the toy metrics and scatter plots (``gan_jax.toy``).
 
 One train step (one engine step) is ``d_steps`` D updates, then one G update, then the EMA update,
-all in one compiled function (the D updates unrolled). The batch holds ``d_steps``
+all in one compiled function (the D updates unrolled or scanned, ``d_loop``). The batch holds ``d_steps``
 consecutive D batches: ``config.batch_size = d_steps * B``, and the G update uses B latents. Each D
 update draws its own B latents; in it the fakes carry the real batch's labels (so that interpolates
 of a gradient penalty share a label); the G update draws labels uniformly. With ``shared_fakes``
@@ -70,6 +72,7 @@ from gan_jax.defaults import default_model_config
 
 ARCHITECTURES = ("mlp", "dcgan", "resnet")
 GRADIENT_PENALTIES = ("gradient_penalty", "r1", "dragan")
+D_LOOPS = ("unroll", "scan")
 TOY_PLOT_SAMPLES = 2500
 MAX_CLASSES_IN_GRID = 16
 
@@ -128,6 +131,7 @@ class GANFamily:
         self.acgan_weight = model.acgan_weight
         self.d_steps = model.d_steps
         self.shared_fakes = model.shared_fakes
+        self.d_loop = model.d_loop
         self.ema_decay = model.ema_decay
         self.ema_start_step = model.ema_start_step
         self.augment_policy = augment.parse_policy(model.augment)
@@ -223,9 +227,29 @@ class GANFamily:
         g = state.generator
         d_key = rng.purpose_key(key, "d_step")
 
-        # A Python loop, not lax.scan: XLA:CPU runs some convolutions (the strided convolution's
-        # kernel gradient among them) on a slow generic path inside a loop body; d_steps is small.
-        d, d_metrics, shared = state.discriminator, [], None
+        if self.d_loop == "scan" and self.d_steps > 1:
+            d, d_metrics = self._d_updates_scanned(g, state, real, labels, d_key)
+            shared = None
+        else:
+            d, d_metrics, shared = self._d_updates_unrolled(g, state, real, labels, d_key)
+        g_key = rng.purpose_key(key, "g_step")
+        if shared is None:
+            g, g_metrics = self._g_update(g, d, per_update, g_key)
+        else:
+            g, g_metrics = self._g_update_shared(g, d, *shared, g_key)
+        step = state.step + 1
+        ema = self._update_ema(state.ema, g, step)
+        metrics = {**mean_metrics(d_metrics), **mean_metrics(g_metrics)}
+        return GANState(step=step, generator=g, discriminator=d, ema=ema), metrics
+
+    def _d_updates_unrolled(self, g: Network, state: GANState, real, labels, d_key):
+        """The ``d_steps`` D updates as a Python loop: ``(d, stacked metrics, shared)`` where
+        ``shared`` is ``(generate_with_vjp output, labels)`` of the last update with
+        ``shared_fakes`` (else None). XLA:CPU runs some convolutions (the strided convolution's
+        kernel gradient among them) on a slow generic path inside a loop body, so this is the
+        default; its cost is a program (and a compile time) that grows with ``d_steps``."""
+        d, d_metrics, shared, labels_i = state.discriminator, [], None, None
+        per_update = real.shape[1]
         for index in range(self.d_steps):
             count = state.step * self.d_steps + index
             labels_i = None if labels is None else labels[index]
@@ -237,15 +261,21 @@ class GANFamily:
             d, metrics_i = self._d_update(g, d, real[index], labels_i, d_key_i, count, fake)
             d_metrics.append(metrics_i)
         d_metrics = jax.tree.map(lambda *values: jnp.stack(values), *d_metrics)
-        g_key = rng.purpose_key(key, "g_step")
-        if shared is None:
-            g, g_metrics = self._g_update(g, d, per_update, g_key)
-        else:
-            g, g_metrics = self._g_update_shared(g, d, shared, labels_i, g_key)
-        step = state.step + 1
-        ema = self._update_ema(state.ema, g, step)
-        metrics = {**mean_metrics(d_metrics), **mean_metrics(g_metrics)}
-        return GANState(step=step, generator=g, discriminator=d, ema=ema), metrics
+        return d, d_metrics, None if shared is None else (shared, labels_i)
+
+    def _d_updates_scanned(self, g: Network, state: GANState, real, labels, d_key):
+        """The ``d_steps`` D updates as one ``lax.scan`` (``model.d_loop='scan'``): the same
+        updates, keys and counts as ``_d_updates_unrolled``, in a program the size of one update
+        (compile time independent of ``d_steps``; the choice for accelerators)."""
+
+        def one_update(d, inputs):
+            index, real_i, labels_i = inputs
+            count = state.step * self.d_steps + index
+            d_key_i = jax.random.fold_in(d_key, index)
+            return self._d_update(g, d, real_i, labels_i, d_key_i, count)
+
+        indices = jnp.arange(self.d_steps, dtype=jnp.int32)
+        return jax.lax.scan(one_update, state.discriminator, (indices, real, labels))
 
     def _generate_with_vjp(self, g: Network, key, num: int, labels):
         """``(fake, vjp, collections)``: G's train-mode forward pass on the D update's latents, its
@@ -502,6 +532,14 @@ def check_config(config) -> None:
         f"{'mlp' if is_toy else 'dcgan or resnet'}",
     )
     require(model.d_steps >= 1, "config.model.d_steps must be >= 1")
+    require(
+        model.d_loop in D_LOOPS,
+        f"config.model.d_loop={model.d_loop!r}; expected one of {D_LOOPS}",
+    )
+    require(
+        not (model.shared_fakes and model.d_loop == "scan"),
+        "config.model.shared_fakes needs model.d_loop='unroll'",
+    )
     require(
         not (model.shared_fakes and model.d_steps != 1),
         f"config.model.shared_fakes needs model.d_steps=1 (got {model.d_steps})",

@@ -22,6 +22,9 @@ def default_model_config(**overrides) -> ml_collections.ConfigDict:
             kernel_init="default",  # experiments.layers.INITIALIZERS
             num_classes=0,  # > 0: conditional VAE on data 'label'
             output_bias_init="data_mean",  # data_mean | zeros | none (no per-pixel output bias)
+            autoregressive_kernel=0,  # odd > 0: PixelVAE-style decoder with this causal context
+            autoregressive_features=32,  # its channels (and the decoder's output channels)
+            autoregressive_layers=2,  # its hidden 1x1 layers
             # Likelihood p(x | z).
             likelihood="bernoulli",  # bernoulli | gaussian | discretized_logistic
             gaussian_scale=0.1,  # gaussian with learn_scale=False: the fixed std on [0, 1] pixels

@@ -73,6 +73,9 @@ def batch_estimates(
     std = jnp.exp(0.5 * logvar)
     example_keys = rng.example_keys(key, batch, offset)
     repeated_x = jnp.repeat(x, chunk, axis=0)
+    context = family.context(params, x)  # once per image, shared by its k samples
+    if context is not None:
+        context = jnp.repeat(context, chunk, axis=0)
     repeated_labels = None if labels is None else jnp.repeat(labels, chunk, axis=0)
     num_chunks = math.ceil(k / chunk)
 
@@ -80,7 +83,7 @@ def batch_estimates(
         indices = chunk_index * chunk + jnp.arange(chunk, dtype=jnp.uint32)
         eps = sample_noise(example_keys, indices, family.latent_dim)
         z = mean[:, None, :] + std[:, None, :] * eps
-        output = family.decode(params, z.reshape((batch * chunk, -1)), repeated_labels)
+        output = family.decode(params, z.reshape((batch * chunk, -1)), repeated_labels, context)
         log_px = family.likelihood.log_prob(output, repeated_x).reshape((batch, chunk))
         log_w = objectives.importance_log_weights(log_px, z, mean, logvar)
         valid = (indices < k)[None, :]
@@ -121,8 +124,7 @@ def evaluation_metrics(family, state, eval_source, key: jax.Array, options=None)
         eval_source = data.ArraySource(
             subset, name=eval_source.name, num_classes=eval_source.num_classes
         )
-    output_size = math.prod(family.image_shape) * family.likelihood.params_per_channel
-    chunk = chunk_size(k, batch_size, output_size, max_elements)
+    chunk = chunk_size(k, batch_size, family.values_per_sample, max_elements)
     estimate = compiled_estimates(family, k, chunk)
     log_px, reconstruction, kl = [], [], []
     for index, batch in enumerate(data.eval_batches(eval_source, batch_size)):

@@ -20,7 +20,13 @@ their defaults):
     ``'label'``), ``output_bias_init``: ``'data_mean'`` sets the decoder's per-pixel output bias at
     init so that a zero network output decodes to the mean image of the first train batch (for
     Bernoulli: the logit of each pixel's mean; this removes the first epochs' work of learning the
-    background), ``'zeros'``, or ``'none'`` (no output bias at all).
+    background), ``'zeros'``, or ``'none'`` (no output bias at all). ``autoregressive_kernel``
+    (odd, > 0; Bernoulli likelihood only) makes the decoder autoregressive over pixels (a
+    PixelVAE-style ``networks.AutoregressiveHead`` with a causal ``autoregressive_kernel`` square
+    context, ``autoregressive_features`` channels and ``autoregressive_layers`` hidden 1x1 layers):
+    likelihoods stay one parallel pass, while samples, reconstructions, interpolations and
+    traversals are ancestral samples over the pixels in raster order, shown as each pixel's
+    probability given the pixels sampled before it.
     Likelihood (``vae_jax.likelihoods``): ``likelihood`` (``'bernoulli'`` | ``'gaussian'`` |
     ``'discretized_logistic'``), ``gaussian_scale`` (fixed std), ``learn_scale`` (learned per-pixel
     std instead), ``num_bins`` (levels of the discretised logistic).
@@ -52,6 +58,7 @@ batch is split over devices; prior samples use ``purpose_key(key, 'prior')``;
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -150,17 +157,78 @@ class VAEFamily:
             )
         return batch["label"]
 
+    @property
+    def autoregressive(self) -> bool:
+        """Whether p(x | z) is autoregressive over pixels (``networks.AutoregressiveHead``)."""
+        return self.model.autoregressive is not None
+
+    @property
+    def values_per_sample(self) -> int:
+        """Decoder values per posterior sample (what bounds an evaluation chunk's memory)."""
+        height, width, channels = self.image_shape
+        values = channels * self.likelihood.params_per_channel
+        if self.autoregressive:
+            head = self.model.autoregressive
+            values = max(values, head.features * (2 + head.hidden_layers))
+        return height * width * values
+
     def encode(self, params, x: jax.Array, labels=None) -> tuple[jax.Array, jax.Array]:
         """The posterior ``(mean, logvar)`` of ``x``."""
         return self.model.apply({"params": params}, x, labels, method=networks.VAE.encode)
 
-    def decode(self, params, z: jax.Array, labels=None) -> jax.Array:
-        """The decoder output (the likelihood's parameters) at latents ``z``."""
-        return self.model.apply({"params": params}, z, labels, method=networks.VAE.decode)
+    def context(self, params, x: jax.Array) -> jax.Array | None:
+        """The autoregressive decoder's causal context of ``x`` (None for a plain decoder); what
+        ``decode`` needs to score ``x``, computed once per image however many z it is scored at."""
+        if not self.autoregressive:
+            return None
+        return self.model.apply({"params": params}, x, method=networks.VAE.context)
 
-    def decode_means(self, params, z: jax.Array, labels=None) -> jax.Array:
-        """The likelihood's mean image at ``z``, NHWC in [0, 1]."""
-        return self.likelihood.mean(self.decode(params, z, labels))
+    def decode(self, params, z: jax.Array, labels=None, context=None) -> jax.Array:
+        """The decoder output (the likelihood's parameters) at latents ``z``; an autoregressive
+        decoder also needs the ``context`` of the images it scores (one row per row of ``z``)."""
+        return self.model.apply({"params": params}, z, labels, context, method=networks.VAE.decode)
+
+    def decode_means(self, params, z: jax.Array, labels=None, key=None, shared_noise=False):
+        """The image decoded at ``z``, NHWC in [0, 1]: the likelihood's mean, or for an
+        autoregressive decoder ``autoregressive_means`` (which needs ``key``)."""
+        if not self.autoregressive:
+            return self.likelihood.mean(self.decode(params, z, labels))
+        if key is None:
+            raise ValueError("an autoregressive decoder's images are samples: pass a key")
+        return self.autoregressive_means(params, z, labels, key, shared_noise)
+
+    def autoregressive_means(self, params, z, labels, key, shared_noise: bool = False):
+        """Ancestral samples x ~ p(x | z), pixel by pixel in raster order, returned as the
+        probability ``p(x_i = 1 | x_<i, z)`` of every pixel along the way (smoother to look at
+        than the binary sample, and equal to its expectation pixel by pixel).
+
+        Pixel ``i`` of image ``n`` uses ``uniform(fold_in(fold_in(key, n), i))``, so image ``n``
+        depends only on ``key``, ``n`` and its ``z``; with ``shared_noise`` every image uses
+        ``fold_in(key, i)`` instead (rows of an interpolation then differ only through ``z``).
+        """
+        height, width, channels = self.image_shape
+        num = z.shape[0]
+        apply = functools.partial(self.model.apply, {"params": params})
+        features = apply(z, labels, method=networks.VAE.decoder_features)
+
+        def uniforms(i):
+            if shared_noise:
+                return jnp.broadcast_to(jax.random.uniform(jax.random.fold_in(key, i)), (num,))
+            keys = rng.example_keys(key, num)
+            return jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, i)))(keys)
+
+        def one_pixel(i, carry):
+            x, means = carry
+            row, col = i // width, i % width
+            p = self.likelihood.mean(apply(features, x, row, col, method=networks.VAE.pixel))
+            drawn = (uniforms(i)[:, None] < p).astype(jnp.float32)
+            x = jax.lax.dynamic_update_slice(x, drawn[:, None, None, :], (0, row, col, 0))
+            means = jax.lax.dynamic_update_slice(means, p[:, None, None, :], (0, row, col, 0))
+            return x, means
+
+        blank = jnp.zeros((num, height, width, channels), jnp.float32)
+        _, means = jax.lax.fori_loop(0, height * width, one_pixel, (blank, blank))
+        return means
 
     def kl_weight_at(self, step: jax.Array | int) -> jax.Array:
         """β at update ``step`` (``objectives.kl_weight_schedule`` with this config's settings)."""
@@ -185,7 +253,10 @@ class VAEFamily:
         )
         z = mean[:, None, :] + jnp.exp(0.5 * logvar)[:, None, :] * eps
         flat_labels = None if labels is None else jnp.repeat(labels, k, axis=0)
-        output = self.decode(params, z.reshape((batch * k, self.latent_dim)), flat_labels)
+        context = self.context(params, x)
+        if context is not None:
+            context = jnp.repeat(context, k, axis=0)
+        output = self.decode(params, z.reshape((batch * k, self.latent_dim)), flat_labels, context)
         log_px = self.likelihood.log_prob(output, jnp.repeat(x, k, axis=0)).reshape((batch, k))
         return log_px, z, mean, logvar
 
@@ -195,6 +266,9 @@ class VAEFamily:
         # Shrunk towards the overall mean (weight of one image) so that constant pixels stay finite.
         pixel_mean = (jnp.sum(x, axis=0) + jnp.mean(x)) / (x.shape[0] + 1)
         bias = self.likelihood.output_bias(pixel_mean)
+        if self.autoregressive:
+            head = {**params["autoregressive"], "output_bias": bias}
+            return {**params, "autoregressive": head}
         decoder = {**params["decoder"], "output_bias": {"bias": bias}}
         return {**params, "decoder": decoder}
 
@@ -304,7 +378,8 @@ class VAEFamily:
     def sample(
         self, state: VAEState, key: jax.Array, num: int, labels: jax.Array | None = None
     ) -> jax.Array:
-        """``num`` (a Python int) draws z ~ N(0, I) decoded to the likelihood's mean, NHWC in [0, 1].
+        """``num`` (a Python int) draws z ~ N(0, I) decoded to the likelihood's mean (an autoregressive
+        decoder: ``autoregressive_means`` with pixel noise from ``key``), NHWC in [0, 1].
 
         A conditional VAE decodes with ``labels`` (``(num,)`` ints; default ``default_labels``); an
         unconditional one ignores them. Row ``i`` depends only on ``key``, ``i`` and its label.
@@ -314,13 +389,14 @@ class VAEFamily:
         else:
             labels = None
         z = rng.normal_per_example(rng.purpose_key(key, "prior"), (num, self.latent_dim))
-        return self.decode_means(state.ema_params, z, labels)
+        return self.decode_means(state.ema_params, z, labels, rng.purpose_key(key, "pixels"))
 
-    def interpolations(self, params, x: jax.Array, labels=None) -> jax.Array:
+    def interpolations(self, params, x: jax.Array, labels=None, key=None) -> jax.Array:
         """Rows of ``GRID_STEPS`` images decoded along the straight line between the posterior means
         of examples ``i`` and ``n - 1 - i`` of ``x`` (``n`` examples; up to ``MAX_GRID_ROWS`` rows,
         pairing the two ends of the batch so that a batch spread over a class-sorted split pairs
-        different classes; a conditional VAE keeps the label of the first of each pair)."""
+        different classes; a conditional VAE keeps the label of the first of each pair; an
+        autoregressive decoder samples every image with the same pixel noise from ``key``)."""
         pairs = min(MAX_GRID_ROWS, x.shape[0] // 2)
         mean, _ = self.encode(params, x, labels)
         start, end = mean[:pairs], mean[::-1][:pairs]
@@ -328,14 +404,14 @@ class VAEFamily:
         z = (1.0 - t) * start[:, None, :] + t * end[:, None, :]
         row_labels = None if labels is None else jnp.repeat(labels[:pairs], GRID_STEPS)
         return self.decode_means(
-            params, z.reshape((pairs * GRID_STEPS, self.latent_dim)), row_labels
+            params, z.reshape((pairs * GRID_STEPS, self.latent_dim)), row_labels, key, True
         )
 
-    def traversals(self, params, x: jax.Array, labels=None) -> jax.Array:
+    def traversals(self, params, x: jax.Array, labels=None, key=None) -> jax.Array:
         """Per-dimension traversals: row ``r`` varies latent ``j_r`` over [-3, 3] in ``GRID_STEPS``
         steps, the others fixed at the posterior mean of ``x[0]``; the rows are the
         ``min(MAX_GRID_ROWS, latent_dim)`` dimensions with the largest average KL on ``x`` (the
-        ones the model uses), in decreasing order."""
+        ones the model uses), in decreasing order; ``key`` as in ``interpolations``."""
         rows = min(MAX_GRID_ROWS, self.latent_dim)
         mean, logvar = self.encode(params, x, labels)
         usage = jnp.mean(objectives.gaussian_kl_per_dim(mean, logvar), axis=0)
@@ -347,7 +423,7 @@ class VAEFamily:
         )
         row_labels = None if labels is None else jnp.full((rows * GRID_STEPS,), labels[0])
         return self.decode_means(
-            params, z.reshape((rows * GRID_STEPS, self.latent_dim)), row_labels
+            params, z.reshape((rows * GRID_STEPS, self.latent_dim)), row_labels, key, True
         )
 
     def grids(self, state: VAEState, batch: dict, key: jax.Array) -> dict[str, jax.Array]:
@@ -361,7 +437,8 @@ class VAEFamily:
         x = batch["x"][:NUM_RECONSTRUCTIONS]
         x_labels = None if labels is None else labels[:NUM_RECONSTRUCTIONS]
         mean, _ = self.encode(params, x, x_labels)
-        reconstructions = self.decode_means(params, mean, x_labels)
+        pixels = rng.purpose_key(key, "pixels")
+        reconstructions = self.decode_means(params, mean, x_labels, pixels, True)
         pairs = jnp.stack([x.astype(jnp.float32), reconstructions], axis=1)
         if self.num_classes:
             num = SAMPLES_PER_CLASS * self.num_classes
@@ -371,10 +448,10 @@ class VAEFamily:
         outputs = {
             "reconstructions": pairs.reshape((2 * x.shape[0], *self.image_shape)),
             "prior_samples": prior,
-            "traversals": self.traversals(params, batch["x"], labels),
+            "traversals": self.traversals(params, batch["x"], labels, pixels),
         }
         if batch["x"].shape[0] >= 2:
-            outputs["interpolations"] = self.interpolations(params, batch["x"], labels)
+            outputs["interpolations"] = self.interpolations(params, batch["x"], labels, pixels)
         return outputs
 
     def evaluation_metrics(self, state: VAEState, eval_source, key: jax.Array, options) -> dict:
@@ -421,6 +498,10 @@ def make(config) -> VAEFamily:
         ),
         (int(m.iwae_k_train_eval) >= 0, "iwae_k_train_eval must be >= 0"),
         (int(m.iwae_k_eval) >= 1, "iwae_k_eval must be >= 1"),
+        (
+            not int(m.autoregressive_kernel) or m.likelihood == "bernoulli",
+            "autoregressive_kernel needs likelihood='bernoulli' (its sampler draws binary pixels)",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -438,6 +519,9 @@ def make(config) -> VAEFamily:
         params_per_channel=likelihood.params_per_channel,
         num_classes=int(m.num_classes),
         output_bias=m.output_bias_init != "none",
+        autoregressive_kernel=int(m.autoregressive_kernel),
+        autoregressive_features=int(m.autoregressive_features),
+        autoregressive_layers=int(m.autoregressive_layers),
     )
     return VAEFamily(
         model,

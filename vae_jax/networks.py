@@ -19,9 +19,19 @@ is the one place that maps names (``'mlp'`` / ``'conv'``) to modules. Images are
   → activation → reshape → ``UpConv`` back through ``reversed(conv_features[:-1])`` with
   activations → ``UpConv(output channels)`` → + ``output_bias``, where ``s' = side / 2 **
   len(conv_features)``.
+* ``AutoregressiveHead`` (``autoregressive_kernel > 0``; a PixelVAE-style decoder, Gulrajani et al.
+  2017): the decoder then outputs ``autoregressive_features`` feature maps instead of the
+  likelihood's parameters, and the parameters of pixel ``i`` (raster order) are a per-pixel MLP
+  (``autoregressive_layers`` hidden 1x1 layers) of those features and of a *causal* context: a
+  masked ``k x k`` convolution of the image that sees only the pixels before ``i`` (the rows above
+  within ``k // 2``, and the ``k // 2`` pixels to its left). So p(x | z) = prod_i p(x_i | x_<i, z):
+  the likelihood of a given image is still one parallel pass (``context(x)`` once per image, shared
+  by all its importance samples), while sampling is sequential over pixels
+  (``vae_jax.family.VAEFamily.autoregressive_means``).
 * ``VAE``: ``__call__(x, key, labels=None) -> (output, mean, logvar)`` with one reparameterised z
-  per example; ``encode(x, labels)`` and ``decode(z, labels)`` for ``apply(..., method=...)``. With
-  ``num_classes > 0`` it is a conditional VAE (Sohn et al. 2015): the one-hot label is an input of
+  per example; ``encode(x, labels)`` and ``decode(z, labels)`` for ``apply(..., method=...)``
+  (with an autoregressive head, ``decode(z, labels, context)`` needs ``context(x)`` of the image
+  whose likelihood it gives). With ``num_classes > 0`` it is a conditional VAE (Sohn et al. 2015): the one-hot label is an input of
   both the encoder and the decoder.
 
 The decoder's output has ``channels * params_per_channel`` channels (the likelihood's parameters,
@@ -166,13 +176,114 @@ class ConvDecoder(nn.Module):
         return OutputBias(tuple(self.output_shape), name="output_bias")(h)
 
 
+def causal_mask(kernel_size: int, include_center: bool = False) -> jax.Array:
+    """The ``(kernel_size // 2 + 1, kernel_size)`` mask of a causal kernel's taps: the upper half
+    of a ``kernel_size`` square whose last row is the current image row, where only the taps left
+    of the centre (and the centre itself when ``include_center``) are kept."""
+    half = kernel_size // 2
+    columns = jnp.arange(kernel_size)
+    last_row = columns <= half if include_center else columns < half
+    rows = jnp.ones((half, kernel_size), bool)
+    return jnp.concatenate([rows, last_row[None, :]], axis=0).astype(jnp.float32)
+
+
+def causal_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """The masked ("type A") convolution of PixelCNN: output pixel ``(r, c)`` sums ``x`` over rows
+    ``r - k // 2 .. r - 1`` (columns ``c ± k // 2``) and the pixels ``(r, c - k // 2 .. c - 1)``,
+    never ``(r, c)`` itself or anything after it in raster order. ``kernel`` is the causal half
+    ``(k // 2 + 1, k, in, out)`` of a ``k x k`` kernel (see ``causal_mask``); NHWC, same size."""
+    size = kernel.shape[1]
+    half = size // 2
+    masked = kernel * causal_mask(size)[:, :, None, None]
+    return jax.lax.conv_general_dilated(
+        x, masked, (1, 1), ((half, 0), (half, half)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+class AutoregressiveHead(nn.Module):
+    """p(x_i | x_<i, z) for every pixel ``i`` from the decoder's feature maps and a causal context.
+
+    ``context(x)`` is ``causal_conv(x)`` + bias (``features`` channels); ``__call__(z_features,
+    context)`` concatenates the two per pixel, applies ``hidden_layers`` 1x1 layers of ``features``
+    units with ``activation``, then a 1x1 layer to the ``output_shape[-1]`` likelihood parameters and
+    the per-pixel ``output_bias`` (like the plain decoders'). ``pixel(z_features, x, row, col)`` is
+    the same for the one pixel ``(row, col)`` of every image, from its causal neighbourhood only:
+    what ancestral sampling needs at each of its ``H * W`` steps.
+    """
+
+    output_shape: Sequence[int]  # (height, width, likelihood parameters per pixel)
+    input_channels: int = 1
+    features: int = 32
+    kernel_size: int = 7
+    hidden_layers: int = 2
+    activation: str = "elu"
+    kernel_init: Callable = layers.initializer("default")
+    output_bias: bool = True
+
+    def setup(self):
+        half = self.kernel_size // 2
+        shape = (half + 1, self.kernel_size, self.input_channels, self.features)
+        self.context_kernel = self.param("context_kernel", self.kernel_init, shape)
+        self.context_bias = self.param("context_bias", nn.initializers.zeros, (self.features,))
+        self.hidden = [
+            nn.Dense(self.features, kernel_init=self.kernel_init, name=f"hidden_{i}")
+            for i in range(self.hidden_layers)
+        ]
+        self.out = nn.Dense(self.output_shape[-1], kernel_init=self.kernel_init, name="out")
+        if self.output_bias:
+            self.bias = self.param("output_bias", nn.initializers.zeros, tuple(self.output_shape))
+
+    def context(self, x: jax.Array) -> jax.Array:
+        """The causal context ``(batch, H, W, features)`` of images ``x``."""
+        return causal_conv(x.astype(jnp.float32), self.context_kernel) + self.context_bias
+
+    def combine(self, z_features: jax.Array, context: jax.Array) -> jax.Array:
+        """The likelihood's parameters from per-pixel ``z_features`` and ``context`` (any leading
+        shape; the per-pixel output bias is not included)."""
+        act = layers.activation(self.activation)
+        h = jnp.concatenate([z_features, context], axis=-1)
+        for dense in self.hidden:
+            h = act(dense(h))
+        return self.out(h)
+
+    def __call__(self, z_features: jax.Array, context: jax.Array) -> jax.Array:
+        output = self.combine(z_features, context)
+        return output + self.bias if self.output_bias else output
+
+    def pixel(self, z_features: jax.Array, x: jax.Array, row, col) -> jax.Array:
+        """The likelihood's parameters ``(batch, output_shape[-1])`` of pixel ``(row, col)`` (traced
+        ints allowed) given ``z_features`` ``(batch, H, W, F)`` and images ``x``; equal to
+        ``self(z_features, self.context(x))[:, row, col]``."""
+        half = self.kernel_size // 2
+        padded = jnp.pad(x.astype(jnp.float32), ((0, 0), (half, 0), (half, half), (0, 0)))
+        patch = jax.lax.dynamic_slice(
+            padded,
+            (0, row, col, 0),
+            (x.shape[0], half + 1, self.kernel_size, x.shape[-1]),
+        )
+        masked = self.context_kernel * causal_mask(self.kernel_size)[:, :, None, None]
+        context = jnp.einsum("nhwc,hwcf->nf", patch, masked) + self.context_bias
+        features = jax.lax.dynamic_slice(
+            z_features, (0, row, col, 0), (x.shape[0], 1, 1, z_features.shape[-1])
+        )[:, 0, 0]
+        output = self.combine(features, context)
+        if self.output_bias:
+            output = (
+                output
+                + jax.lax.dynamic_slice(self.bias, (row, col, 0), (1, 1, self.output_shape[-1]))[0]
+            )
+        return output
+
+
 class VAE(nn.Module):
     """An encoder and a decoder joined by the reparameterisation trick; conditional on a class label
-    (one-hot, input of both networks) when ``num_classes > 0``."""
+    (one-hot, input of both networks) when ``num_classes > 0``; autoregressive over pixels when
+    ``autoregressive`` (an ``AutoregressiveHead``) is set."""
 
     encoder: nn.Module
     decoder: nn.Module
     num_classes: int = 0
+    autoregressive: nn.Module | None = None
 
     def condition(self, labels: jax.Array | None) -> jax.Array | None:
         """The one-hot condition of ``labels`` (None for an unconditional VAE)."""
@@ -188,16 +299,37 @@ class VAE(nn.Module):
         """``(output, mean, logvar)``: decoder output at one posterior draw per example (from
         ``key``, see ``reparameterize``) and the posterior parameters."""
         mean, logvar = self.encode(x, labels)
-        return self.decode(reparameterize(key, mean, logvar), labels), mean, logvar
+        z = reparameterize(key, mean, logvar)
+        return self.decode(z, labels, self.context(x)), mean, logvar
 
     def encode(self, x: jax.Array, labels: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
         """The posterior ``(mean, logvar)``, each ``(batch, latent_dim)``."""
         return self.encoder(x, self.condition(labels))
 
-    def decode(self, z: jax.Array, labels: jax.Array | None = None) -> jax.Array:
+    def context(self, x: jax.Array) -> jax.Array | None:
+        """The autoregressive head's causal context of images ``x`` (None without a head)."""
+        return None if self.autoregressive is None else self.autoregressive.context(x)
+
+    def decode(
+        self, z: jax.Array, labels: jax.Array | None = None, context: jax.Array | None = None
+    ) -> jax.Array:
         """The likelihood's parameters ``(batch, H, W, C * params_per_channel)`` for latents ``z``
-        ``(batch, latent_dim)``."""
+        ``(batch, latent_dim)``; with an autoregressive head, of the images whose ``context`` is
+        given (``p(x_i | x_<i, z)`` for every pixel ``i``)."""
+        output = self.decoder(z, self.condition(labels))
+        if self.autoregressive is None:
+            return output
+        if context is None:
+            raise ValueError("an autoregressive decoder needs the context of the images it scores")
+        return self.autoregressive(output, context)
+
+    def decoder_features(self, z: jax.Array, labels: jax.Array | None = None) -> jax.Array:
+        """The decoder's own output at ``z`` (the autoregressive head's z-features)."""
         return self.decoder(z, self.condition(labels))
+
+    def pixel(self, z_features: jax.Array, x: jax.Array, row, col) -> jax.Array:
+        """``AutoregressiveHead.pixel``: the likelihood's parameters of pixel ``(row, col)``."""
+        return self.autoregressive.pixel(z_features, x, row, col)
 
 
 def build_vae(
@@ -213,13 +345,19 @@ def build_vae(
     params_per_channel: int = 1,
     num_classes: int = 0,
     output_bias: bool = True,
+    autoregressive_kernel: int = 0,
+    autoregressive_features: int = 32,
+    autoregressive_layers: int = 2,
 ) -> VAE:
     """A ``VAE`` of the named architecture (``'mlp'`` or ``'conv'``); see the module docstring.
 
     ``image_shape`` is ``(height, width, channels)``; the decoder outputs ``channels *
     params_per_channel`` channels. ``hidden_widths`` is used by ``'mlp'``; ``conv_features`` and
     ``hidden`` by ``'conv'``; ``num_classes > 0`` makes it conditional; ``output_bias=False`` drops
-    the decoder's per-pixel ``output_bias``. Raises ``ConfigError`` on an
+    the decoder's per-pixel ``output_bias``. ``autoregressive_kernel > 0`` (odd) adds an
+    ``AutoregressiveHead`` with that causal kernel, ``autoregressive_features`` channels and
+    ``autoregressive_layers`` hidden 1x1 layers; the decoder then outputs ``autoregressive_features``
+    channels and the head holds the output bias. Raises ``ConfigError`` on an
     unknown architecture, activation or initialiser, or an image side the convolutions cannot halve
     ``len(conv_features)`` times.
     """
@@ -236,12 +374,37 @@ def build_vae(
     except ValueError as error:
         raise ConfigError(str(error)) from error
     output_shape = (*image_shape[:2], image_shape[2] * int(params_per_channel))
+    head = None
+    if autoregressive_kernel:
+        if autoregressive_kernel < 3 or autoregressive_kernel % 2 == 0:
+            raise ConfigError(
+                f"autoregressive_kernel must be an odd size >= 3 (or 0: off); got "
+                f"{autoregressive_kernel}"
+            )
+        if autoregressive_features < 1 or autoregressive_layers < 0:
+            raise ConfigError(
+                "autoregressive_features must be >= 1 and autoregressive_layers >= 0; got "
+                f"{autoregressive_features}, {autoregressive_layers}"
+            )
+        head = AutoregressiveHead(
+            output_shape,
+            input_channels=image_shape[2],
+            features=autoregressive_features,
+            kernel_size=autoregressive_kernel,
+            hidden_layers=autoregressive_layers,
+            activation=activation,
+            kernel_init=init,
+            output_bias=output_bias,
+        )
+        # The decoder outputs the head's z-features; the head holds the output bias.
+        output_shape, output_bias = (*image_shape[:2], autoregressive_features), False
     if encoder == "mlp":
         widths = tuple(int(w) for w in hidden_widths)
         return VAE(
             encoder=MLPEncoder(latent_dim, widths, activation, init),
             decoder=MLPDecoder(output_shape, widths, activation, init, output_bias),
             num_classes=num_classes,
+            autoregressive=head,
         )
     if encoder == "conv":
         features = tuple(int(f) for f in conv_features)
@@ -257,5 +420,6 @@ def build_vae(
             encoder=ConvEncoder(latent_dim, features, hidden, activation, init),
             decoder=ConvDecoder(output_shape, features, hidden, activation, init, output_bias),
             num_classes=num_classes,
+            autoregressive=head,
         )
     raise ConfigError(f"unknown encoder {encoder!r}; expected 'mlp' or 'conv'")

@@ -122,3 +122,109 @@ def test_conditional_vae_uses_the_label_in_both_networks(encoder):
     assert out_a.shape == (3, 8, 8, 1) and not np.allclose(out_a, out_b)
     with pytest.raises(ValueError, match="labels"):
         model.apply(variables, z, method=networks.VAE.decode)
+
+
+def causal_conv_reference(x, kernel):
+    """``networks.causal_conv`` by loops: the taps of rows above (within k // 2) and of the pixels
+    left of the centre in the current row, zero padding."""
+    rows, size = kernel.shape[:2]
+    half = size // 2
+    batch, height, width, _ = x.shape
+    out = np.zeros((batch, height, width, kernel.shape[-1]))
+    for r in range(height):
+        for c in range(width):
+            for dr in range(rows):
+                for dc in range(size):
+                    if dr == half and dc >= half:
+                        continue  # the pixel itself and those after it
+                    rr, cc = r - half + dr, c - half + dc
+                    if 0 <= rr < height and 0 <= cc < width:
+                        out[:, r, c] += x[:, rr, cc] @ kernel[dr, dc]
+    return out
+
+
+def test_causal_conv_matches_loops():
+    rs = np.random.RandomState(0)
+    x = rs.normal(size=(2, 5, 6, 2)).astype(np.float32)
+    kernel = rs.normal(size=(3, 5, 2, 3)).astype(np.float32)  # k = 5
+    np.testing.assert_allclose(
+        networks.causal_conv(x, kernel), causal_conv_reference(x, kernel), rtol=1e-5, atol=1e-5
+    )
+
+
+def autoregressive_vae(image_shape=(6, 6, 1), encoder="conv"):
+    model = networks.build_vae(
+        encoder=encoder,
+        image_shape=image_shape,
+        latent_dim=3,
+        hidden_widths=(8,),
+        conv_features=(4,),
+        hidden=8,
+        autoregressive_kernel=5,
+        autoregressive_features=4,
+    )
+    x = np.zeros((1, *image_shape), np.float32)
+    params = model.init(jax.random.key(0), x, jax.random.key(1))["params"]
+    # A non-zero output bias, so that a test also sees where the head adds it.
+    bias = jax.random.normal(jax.random.key(2), params["autoregressive"]["output_bias"].shape)
+    params = {**params, "autoregressive": {**params["autoregressive"], "output_bias": bias}}
+    return model, params
+
+
+def autoregressive_logits(model, params, z, x):
+    context = model.apply({"params": params}, x, method=networks.VAE.context)
+    return model.apply({"params": params}, z, None, context, method=networks.VAE.decode)
+
+
+def test_autoregressive_decoder_is_causal_in_raster_order():
+    model, params = autoregressive_vae()
+    z = jax.random.normal(jax.random.key(3), (1, 3))
+    x = np.asarray(jax.random.bernoulli(jax.random.key(4), 0.5, (1, 6, 6, 1)), np.float32)
+    jacobian = jax.jacobian(lambda x: autoregressive_logits(model, params, z, x)[0, ..., 0])(x)
+    jacobian = np.asarray(jacobian).reshape(36, 36)  # d logit[i] / d x[j], raster order
+    later = np.triu(np.ones((36, 36), bool))  # j >= i
+    assert np.all(jacobian[later] == 0.0)
+    # ... and it does use the pixels before: the left neighbour and the one above.
+    i = 2 * 6 + 3
+    assert jacobian[i, i - 1] != 0.0 and jacobian[i, i - 6] != 0.0
+    assert jacobian[i, i - 3] == 0.0  # beyond the kernel's half-width 2 in the current row
+
+
+def test_autoregressive_pixel_equals_the_full_pass():
+    model, params = autoregressive_vae()
+    z = jax.random.normal(jax.random.key(5), (3, 3))
+    x = np.asarray(jax.random.bernoulli(jax.random.key(6), 0.5, (3, 6, 6, 1)), np.float32)
+    full = autoregressive_logits(model, params, z, x)
+    features = model.apply({"params": params}, z, method=networks.VAE.decoder_features)
+    for row, col in [(0, 0), (0, 5), (3, 2), (5, 5)]:
+        pixel = model.apply({"params": params}, features, x, row, col, method=networks.VAE.pixel)
+        np.testing.assert_allclose(pixel, full[:, row, col], rtol=1e-5, atol=1e-6)
+
+
+def test_autoregressive_likelihood_sums_to_one_over_all_images():
+    """p(x | z) = prod_i p(x_i | x_<i, z) is a distribution only if the decoder is causal: summed
+    over all 2^(2*3) binary 2x3 images it is 1 (a non-causal decoder gives anything)."""
+    from vae_jax import likelihoods
+
+    model, params = autoregressive_vae(image_shape=(2, 3, 1), encoder="mlp")
+    bits = (np.arange(64)[:, None] >> np.arange(6)[None, :]) & 1
+    images = bits.reshape(64, 2, 3, 1).astype(np.float32)
+    for seed in range(3):
+        z = np.repeat(jax.random.normal(jax.random.key(seed), (1, 3)), 64, axis=0)
+        log_px = likelihoods.bernoulli_log_prob(
+            autoregressive_logits(model, params, z, images), images
+        )
+        np.testing.assert_allclose(float(jax.nn.logsumexp(log_px)), 0.0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(autoregressive_kernel=4), "odd"),
+        (dict(autoregressive_kernel=1), "odd"),
+        (dict(autoregressive_kernel=3, autoregressive_features=0), "autoregressive_features"),
+    ],
+)
+def test_autoregressive_config_errors(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        networks.build_vae(encoder="mlp", image_shape=(4, 4, 1), latent_dim=2, **kwargs)
