@@ -199,8 +199,9 @@ class VAEFamily:
 
     def autoregressive_means(self, params, z, labels, key, shared_noise: bool = False):
         """Ancestral samples x ~ p(x | z), pixel by pixel in raster order, returned as the
-        probability ``p(x_i = 1 | x_<i, z)`` of every pixel along the way (smoother to look at
-        than the binary sample, and equal to its expectation pixel by pixel).
+        probability ``p(x_i = 1 | x_<i, z)`` of every pixel along the way: smoother to look at
+        than the binary sample, and over the draws its average is the pixel's marginal probability
+        given ``z``.
 
         Pixel ``i`` of image ``n`` uses ``uniform(fold_in(fold_in(key, n), i))``, so image ``n``
         depends only on ``key``, ``n`` and its ``z``; with ``shared_noise`` every image uses
