@@ -11,7 +11,7 @@ Config keys read (``gan_jax.defaults`` lists them all with their defaults):
     auxiliary classification loss's weight, D conditioning 'auxiliary');
     ``d_steps`` (D updates per G update), ``d_loop`` (``'unroll'``: the D updates as a Python
     loop, fastest on XLA:CPU; ``'scan'``: one ``lax.scan``, a program and compile time that do not
-    grow with ``d_steps``, for accelerators), ``shared_fakes (the G update reuses the D update's
+    grow with ``d_steps``, for accelerators), ``shared_fakes`` (the G update reuses the D update's
     fakes, see below), ``ema_decay`` and ``ema_start_step``, ``augment``
     (DiffAugment policy, ``gan_jax.augment``);
     ``generator`` / ``discriminator``: ``features``, ``weight_init``, ``activation`` (mlp), ``norm``,
@@ -25,13 +25,13 @@ Config keys read (``gan_jax.defaults`` lists them all with their defaults):
     ``ring2d`` / ``grid2d`` turn on the toy metrics and scatter plots (``gan_jax.toy``).
 
 One train step (one engine step) is ``d_steps`` D updates, then one G update, then the EMA update,
-all in one compiled function (the D updates unrolled or scanned, ``d_loop``). The batch holds ``d_steps``
-consecutive D batches: ``config.batch_size = d_steps * B``, and the G update uses B latents. Each D
-update draws its own B latents; in it the fakes carry the real batch's labels (so that interpolates
-of a gradient penalty share a label); the G update draws labels uniformly. With ``shared_fakes``
-(``d_steps = 1``) the G update instead reuses the D update's latents, labels and G forward pass
-(PyTorch's DCGAN example does this), and its gradient flows back through that pass: one G forward
-pass less per step; G's batch statistics then come from that pass.
+all in one compiled function (the D updates unrolled or scanned, ``d_loop``). The batch holds
+``d_steps`` consecutive D batches: ``config.batch_size = d_steps * B``, and the G update uses B
+latents. Each D update draws its own B latents; in it the fakes carry the real batch's labels (so
+that interpolates of a gradient penalty share a label); the G update draws labels uniformly. With
+``shared_fakes`` (``d_steps = 1``) the G update instead reuses the D update's latents, labels and G
+forward pass (PyTorch's DCGAN example does this), and its gradient flows back through that pass:
+one G forward pass less per step; G's batch statistics then come from that pass.
 
 In a D update: the real pass runs D in train mode (batch norm on batch statistics, running averages
 updated) and runs spectral normalisation's power iteration (once per D update, stored in the

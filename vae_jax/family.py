@@ -379,8 +379,9 @@ class VAEFamily:
     def sample(
         self, state: VAEState, key: jax.Array, num: int, labels: jax.Array | None = None
     ) -> jax.Array:
-        """``num`` (a Python int) draws z ~ N(0, I) decoded to the likelihood's mean (an autoregressive
-        decoder: ``autoregressive_means`` with pixel noise from ``key``), NHWC in [0, 1].
+        """``num`` (a Python int) draws z ~ N(0, I) decoded to the likelihood's mean (an
+        autoregressive decoder: ``autoregressive_means`` with pixel noise from ``key``), NHWC in
+        [0, 1].
 
         A conditional VAE decodes with ``labels`` (``(num,)`` ints; default ``default_labels``); an
         unconditional one ignores them. Row ``i`` depends only on ``key``, ``i`` and its label.

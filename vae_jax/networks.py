@@ -31,8 +31,8 @@ is the one place that maps names (``'mlp'`` / ``'conv'``) to modules. Images are
 * ``VAE``: ``__call__(x, key, labels=None) -> (output, mean, logvar)`` with one reparameterised z
   per example; ``encode(x, labels)`` and ``decode(z, labels)`` for ``apply(..., method=...)``
   (with an autoregressive head, ``decode(z, labels, context)`` needs ``context(x)`` of the image
-  whose likelihood it gives). With ``num_classes > 0`` it is a conditional VAE (Sohn et al. 2015): the one-hot label is an input of
-  both the encoder and the decoder.
+  whose likelihood it gives). With ``num_classes > 0`` it is a conditional VAE (Sohn et al.
+  2015): the one-hot label is an input of both the encoder and the decoder.
 
 The decoder's output has ``channels * params_per_channel`` channels (the likelihood's parameters,
 see ``vae_jax.likelihoods``). ``output_bias`` (``(H, W, channels * params_per_channel)``, zeros at
@@ -205,10 +205,10 @@ class AutoregressiveHead(nn.Module):
 
     ``context(x)`` is ``causal_conv(x)`` + bias (``features`` channels); ``__call__(z_features,
     context)`` concatenates the two per pixel, applies ``hidden_layers`` 1x1 layers of ``features``
-    units with ``activation``, then a 1x1 layer to the ``output_shape[-1]`` likelihood parameters and
-    the per-pixel ``output_bias`` (like the plain decoders'). ``pixel(z_features, x, row, col)`` is
-    the same for the one pixel ``(row, col)`` of every image, from its causal neighbourhood only:
-    what ancestral sampling needs at each of its ``H * W`` steps.
+    units with ``activation``, then a 1x1 layer to the ``output_shape[-1]`` likelihood parameters
+    and the per-pixel ``output_bias`` (like the plain decoders'). ``pixel(z_features, x, row,
+    col)`` is the same for the one pixel ``(row, col)`` of every image, from its causal
+    neighbourhood only: what ancestral sampling needs at each of its ``H * W`` steps.
     """
 
     output_shape: Sequence[int]  # (height, width, likelihood parameters per pixel)
@@ -356,10 +356,10 @@ def build_vae(
     ``hidden`` by ``'conv'``; ``num_classes > 0`` makes it conditional; ``output_bias=False`` drops
     the decoder's per-pixel ``output_bias``. ``autoregressive_kernel > 0`` (odd) adds an
     ``AutoregressiveHead`` with that causal kernel, ``autoregressive_features`` channels and
-    ``autoregressive_layers`` hidden 1x1 layers; the decoder then outputs ``autoregressive_features``
-    channels and the head holds the output bias. Raises ``ConfigError`` on an
-    unknown architecture, activation or initialiser, or an image side the convolutions cannot halve
-    ``len(conv_features)`` times.
+    ``autoregressive_layers`` hidden 1x1 layers; the decoder then outputs
+    ``autoregressive_features`` channels and the head holds the output bias. Raises
+    ``ConfigError`` on an unknown architecture, activation or initialiser, a bad autoregressive
+    head, or an image side the convolutions cannot halve ``len(conv_features)`` times.
     """
     image_shape = tuple(int(d) for d in image_shape)
     if len(image_shape) != 3:
