@@ -322,10 +322,7 @@ class VAEFamily:
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        decay = jnp.minimum(self.ema_decay, (1.0 + state.step) / (10.0 + state.step))
-        ema_params = jax.tree.map(
-            lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params
-        )
+        ema_params = self.updated_ema(state.ema_params, params, state.step)
         metrics = {
             "loss": loss,
             "elbo": -jnp.mean(aux["reconstruction"] + aux["kl"]),
@@ -341,6 +338,15 @@ class VAEFamily:
             step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema_params
         )
         return new_state, metrics
+
+    def updated_ema(self, ema_params, params, step: jax.Array):
+        """The EMA after an update: ``decay * ema + (1 - decay) * params`` with ``decay =
+        min(ema_decay, (1 + step) / (10 + step))``; with ``ema_decay == 0`` that is ``params``
+        exactly, returned without the pass over every parameter (a tenth of the MLP VAE's step)."""
+        if self.ema_decay == 0:
+            return params
+        decay = jnp.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
+        return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, params)
 
     def eval_step(self, state: VAEState, batch: dict, key: jax.Array) -> dict[str, jax.Array]:
         """Per-example negative ELBO (``loss``), its terms and, with ``iwae_k_train_eval = k > 0``,

@@ -219,6 +219,16 @@ def test_ema_parameters():
     )
 
 
+def test_no_ema_means_the_parameters_themselves(mlp):
+    """With ``ema_decay = 0`` (the ``mlp`` fixture) eval and sampling use the parameters, bit for
+    bit, and the step skips the averaging pass."""
+    state, _ = mlp.train_step(mlp.state, fake_batch(), jax.random.key(6))
+    for ema, params in zip(
+        jax.tree.leaves(state.ema_params), jax.tree.leaves(state.params), strict=True
+    ):
+        np.testing.assert_array_equal(ema, params)
+
+
 def test_conditional_vae():
     cvae = build(num_classes=3)
     batch, key = fake_batch(labels=True), jax.random.key(7)
