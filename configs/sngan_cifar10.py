@@ -14,7 +14,7 @@ Command:
       --config.data.dir=PATH_TO_TFDS_DATA
 Time on 2 CPU cores: not trained here (no CIFAR-10 on our machines, and no download); it needs an
 accelerator. The 5 D updates of a step are one ``lax.scan`` (``model.d_loop='scan'``), so the
-program holds one D update and compiles in 9.2 s on 2 cores (22 s unrolled, the other configs'
+program holds one D update and compiles in 8.1–9.2 s on 2 cores (22 s unrolled, the other configs'
 default). XLA:CPU runs convolution gradients inside a loop body on a slow path, so on a CPU the
 scanned step is ~10x slower than the unrolled one (batch 40: 40.8 s vs 4.2 s on one core); for a
 CPU run add ``--config.model.d_loop=unroll`` (one step at batch 320: 51.6 s on one core, 2.66
