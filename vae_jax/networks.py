@@ -176,13 +176,12 @@ class ConvDecoder(nn.Module):
         return OutputBias(tuple(self.output_shape), name="output_bias")(h)
 
 
-def causal_mask(kernel_size: int, include_center: bool = False) -> jax.Array:
+def causal_mask(kernel_size: int) -> jax.Array:
     """The ``(kernel_size // 2 + 1, kernel_size)`` mask of a causal kernel's taps: the upper half
     of a ``kernel_size`` square whose last row is the current image row, where only the taps left
-    of the centre (and the centre itself when ``include_center``) are kept."""
+    of the centre are kept."""
     half = kernel_size // 2
-    columns = jnp.arange(kernel_size)
-    last_row = columns <= half if include_center else columns < half
+    last_row = jnp.arange(kernel_size) < half
     rows = jnp.ones((half, kernel_size), bool)
     return jnp.concatenate([rows, last_row[None, :]], axis=0).astype(jnp.float32)
 
