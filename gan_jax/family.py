@@ -251,9 +251,8 @@ class GANFamily:
         d, d_metrics, shared, labels_i = state.discriminator, [], None, None
         per_update = real.shape[1]
         for index in range(self.d_steps):
-            count = state.step * self.d_steps + index
             labels_i = None if labels is None else labels[index]
-            d_key_i = jax.random.fold_in(d_key, index)
+            count, d_key_i = self._d_update_clock(state, d_key, index)
             fake = None
             if self.shared_fakes:
                 shared = self._generate_with_vjp(g, d_key_i, per_update, labels_i)
@@ -263,6 +262,11 @@ class GANFamily:
         d_metrics = jax.tree.map(lambda *values: jnp.stack(values), *d_metrics)
         return d, d_metrics, None if shared is None else (shared, labels_i)
 
+    def _d_update_clock(self, state: GANState, d_key, index):
+        """``(count, key)`` of the step's D update ``index`` (a Python or traced int): its number
+        over the run (the lazy-R1 clock) and its key ``fold_in(d_key, index)``."""
+        return state.step * self.d_steps + index, jax.random.fold_in(d_key, index)
+
     def _d_updates_scanned(self, g: Network, state: GANState, real, labels, d_key):
         """The ``d_steps`` D updates as one ``lax.scan`` (``model.d_loop='scan'``): the same
         updates, keys and counts as ``_d_updates_unrolled``, in a program the size of one update
@@ -270,8 +274,7 @@ class GANFamily:
 
         def one_update(d, inputs):
             index, real_i, labels_i = inputs
-            count = state.step * self.d_steps + index
-            d_key_i = jax.random.fold_in(d_key, index)
+            count, d_key_i = self._d_update_clock(state, d_key, index)
             return self._d_update(g, d, real_i, labels_i, d_key_i, count)
 
         indices = jnp.arange(self.d_steps, dtype=jnp.int32)

@@ -73,9 +73,7 @@ def batch_estimates(
     std = jnp.exp(0.5 * logvar)
     example_keys = rng.example_keys(key, batch, offset)
     repeated_x = jnp.repeat(x, chunk, axis=0)
-    context = family.context(params, x)  # once per image, shared by its k samples
-    if context is not None:
-        context = jnp.repeat(context, chunk, axis=0)
+    context = family.context(params, x, repeats=chunk)  # once per image, for all its samples
     repeated_labels = None if labels is None else jnp.repeat(labels, chunk, axis=0)
     num_chunks = math.ceil(k / chunk)
 

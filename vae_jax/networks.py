@@ -186,16 +186,23 @@ def causal_mask(kernel_size: int) -> jax.Array:
     return jnp.concatenate([rows, last_row[None, :]], axis=0).astype(jnp.float32)
 
 
+def masked_causal_kernel(kernel: jax.Array) -> jax.Array:
+    """``kernel`` (the causal half ``(k // 2 + 1, k, in, out)``) with ``causal_mask``'s taps only."""
+    return kernel * causal_mask(kernel.shape[1])[:, :, None, None]
+
+
 def causal_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """The masked ("type A") convolution of PixelCNN: output pixel ``(r, c)`` sums ``x`` over rows
     ``r - k // 2 .. r - 1`` (columns ``c ± k // 2``) and the pixels ``(r, c - k // 2 .. c - 1)``,
     never ``(r, c)`` itself or anything after it in raster order. ``kernel`` is the causal half
     ``(k // 2 + 1, k, in, out)`` of a ``k x k`` kernel (see ``causal_mask``); NHWC, same size."""
-    size = kernel.shape[1]
-    half = size // 2
-    masked = kernel * causal_mask(size)[:, :, None, None]
+    half = kernel.shape[1] // 2
     return jax.lax.conv_general_dilated(
-        x, masked, (1, 1), ((half, 0), (half, half)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+        x,
+        masked_causal_kernel(kernel),
+        (1, 1),
+        ((half, 0), (half, half)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
     )
 
 
@@ -260,7 +267,7 @@ class AutoregressiveHead(nn.Module):
             (0, row, col, 0),
             (x.shape[0], half + 1, self.kernel_size, x.shape[-1]),
         )
-        masked = self.context_kernel * causal_mask(self.kernel_size)[:, :, None, None]
+        masked = masked_causal_kernel(self.context_kernel)
         context = jnp.einsum("nhwc,hwcf->nf", patch, masked) + self.context_bias
         features = jax.lax.dynamic_slice(
             z_features, (0, row, col, 0), (x.shape[0], 1, 1, z_features.shape[-1])
@@ -315,7 +322,7 @@ class VAE(nn.Module):
         """The likelihood's parameters ``(batch, H, W, C * params_per_channel)`` for latents ``z``
         ``(batch, latent_dim)``; with an autoregressive head, of the images whose ``context`` is
         given (``p(x_i | x_<i, z)`` for every pixel ``i``)."""
-        output = self.decoder(z, self.condition(labels))
+        output = self.decoder_features(z, labels)
         if self.autoregressive is None:
             return output
         if context is None:
