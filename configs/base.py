@@ -63,6 +63,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.checkpoint_every_steps = 1000
     config.checkpoints_to_keep = 3
     config.num_grid_examples = 64
+    # XLA:CPU only: eigen (multi-threaded convolutions, 1.6x faster DCGAN step on 2 cores) | default
+    config.cpu_convolutions = "eigen"
     config.data = get_data_config()
     config.model = ml_collections.ConfigDict()
     config.optimizer = ml_collections.ConfigDict()

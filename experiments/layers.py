@@ -43,16 +43,17 @@ def activation(name: str) -> Callable[[jax.Array], jax.Array]:
 
 # The stride-2 4x4 convolutions below compute exactly what ``lax.conv_transpose`` / ``lax.conv`` of
 # that geometry compute, arranged so that XLA:CPU runs every part on its fast paths. Plain autodiff
-# of those two gives kernel gradients that are window-dilated convolutions, which XLA:CPU runs on a
-# slow generic path (with Flax's ConvTranspose and Conv they took about 80% of a DCGAN step, and
-# much more when other jobs share the cores). Here:
-# - UpConv (``upconv``): four stride-1 2x2 sub-pixel convolutions; plain autodiff of those gives
-#   stride-1 convolutions for both gradients.
-# - DownConv (``downconv``): XLA's strided convolution forward and kernel gradient; a custom VJP
-#   computes the input gradient as the transposed convolution (``upconv`` with the flipped kernel),
-#   so that second-order gradients (gradient penalties) never meet the slow window-dilated form.
-# Both keep the parameters of Flax's layers (names, shapes, initial values), so checkpoints are
-# unchanged; tests/test_layers.py checks outputs and gradients against Flax within 1e-5.
+# of those two gives window-dilated and input-dilated convolutions, which XLA:CPU runs on slow
+# generic paths (with Flax's ConvTranspose and Conv they took about 80% of a DCGAN step). Here only
+# three kinds of operation remain, in any order of differentiation:
+# - XLA's strided convolution (``_down_forward``), fast;
+# - XLA's kernel gradient of that convolution (a window-dilated convolution), fast;
+# - the transposed convolution as one matrix product and a col2im overlap-add (``_transposed``),
+#   the form PyTorch uses: for DCGAN shapes about 1.5x faster than four sub-pixel convolutions.
+# DownConv's input gradient is that transposed convolution; UpConv is that transposed convolution,
+# and its gradients are the strided convolution and its kernel gradient. Both keep the parameters
+# of Flax's layers (names, shapes, initial values), so checkpoints are unchanged;
+# tests/test_layers.py checks outputs, gradients and second-order gradients against Flax (1e-5).
 
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
@@ -68,36 +69,65 @@ def _down_forward(x: jax.Array, kernel: jax.Array) -> jax.Array:
     )
 
 
+def _transposed(y: jax.Array, down_kernel: jax.Array, height: int, width: int) -> jax.Array:
+    """The adjoint of ``x -> _down_forward(x, down_kernel)`` for ``x`` of ``height`` x ``width``
+    (``y`` ``(batch, rows, cols, out)``, ``down_kernel`` ``(4, 4, in, out)``): col2im, as PyTorch.
+
+    Patch ``(o, p)`` of the padded input covers pixels ``2o + ky``, ``2p + kx``; with the tap split
+    as ``ky = 2 ay + sy``, pixel ``2q + sy`` of the padded frame gets tap ``(ay, sy)`` of patch
+    ``q - ay``. So one matrix product ``(pixels, out) x (out, 16 in)``, its columns ordered
+    ``(ay, ax, sy, sx, in)``, gives every patch; four shifted ``(sy, sx, in)`` blocks add up to
+    the padded image in space-to-depth form, and depth-to-space and the crop finish it (no scatter,
+    no multiplication by zeros).
+    """
+    batch, rows, cols, features = y.shape
+    channels = down_kernel.shape[2]
+    kernel = down_kernel.reshape(2, 2, 2, 2, channels, features).transpose(0, 2, 1, 3, 4, 5)
+    columns = jax.lax.dot_general(
+        y.reshape(batch * rows * cols, features),
+        kernel.reshape(16 * channels, features),
+        (((1,), (1,)), ((), ())),
+    ).reshape(batch, rows, cols, 2, 2, 4 * channels)
+    blocks = 0
+    for ay in range(2):
+        for ax in range(2):
+            shift = ((0, 0), (ay, 1 - ay), (ax, 1 - ax), (0, 0))
+            blocks = blocks + jnp.pad(columns[:, :, :, ay, ax], shift)
+    padded = blocks.reshape(batch, rows + 1, cols + 1, 2, 2, channels).transpose(0, 1, 3, 2, 4, 5)
+    padded = padded.reshape(batch, 2 * rows + 2, 2 * cols + 2, channels)
+    return padded[:, 1 : 1 + height, 1 : 1 + width]
+
+
+@jax.custom_vjp
 def upconv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """``lax.conv_transpose(x, kernel, (2, 2), ((2, 2), (2, 2)))`` (NHWC, HWIO, kernel not flipped):
     the layer of ``nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)))``
     and of PyTorch's ``ConvTranspose2d(4, stride=2, padding=1)``, output exactly twice the input.
 
-    The transposed convolution correlates ``kernel`` with ``x`` dilated by zeros, so output pixel
-    ``(2m + py, 2n + px)`` only meets the taps ``kernel[py::2, px::2]``: in each dimension, phase 0
-    sums ``x[m - 1] k[0] + x[m] k[2]`` and phase 1 sums ``x[m] k[1] + x[m + 1] k[3]``. Each phase is
-    a stride-1 2x2 convolution of the undilated input (padded by one pixel on the side it reaches
-    past); the four results interleave into the doubled image. The same products, without the
-    dilated form's multiplications by zero, and plain autodiff gives gradients that are stride-1
-    convolutions too (forward mode included).
+    It is the adjoint of the strided convolution ``downconv(., _flip_transpose(kernel))``, computed
+    as one matrix product and an overlap-add (``_transposed``). Gradients: the input's is that
+    strided convolution of the cotangent (``downconv``), the kernel's XLA's kernel gradient of it.
+    Forward-mode differentiation (``jax.jvp``) is not defined (a ``custom_vjp``).
     """
-    batch, height, width, _ = x.shape
-    features = kernel.shape[-1]
-    rows = []
-    for py in range(2):
-        phases = [
-            jax.lax.conv_general_dilated(
-                x,
-                kernel[py::2, px::2],
-                window_strides=(1, 1),
-                padding=((1 - py, py), (1 - px, px)),
-                dimension_numbers=_DIMENSIONS,
-            )
-            for px in range(2)
-        ]
-        rows.append(jnp.stack(phases, axis=3))  # (batch, height, width, px, features)
-    y = jnp.stack(rows, axis=2)  # (batch, height, py, width, px, features)
-    return y.reshape(batch, 2 * height, 2 * width, features)
+    _, height, width, _ = x.shape
+    return _transposed(x, _flip_transpose(kernel), 2 * height, 2 * width)
+
+
+def _upconv_fwd(x, kernel):
+    return upconv(x, kernel), (x, kernel)
+
+
+def _upconv_bwd(residuals, cotangent):
+    x, kernel = residuals
+    down_kernel = _flip_transpose(kernel)
+    dx = downconv(cotangent, down_kernel)
+    # <cotangent, upconv(x, k)> = <downconv(cotangent, k'), x> with k' = _flip_transpose(k).
+    _, kernel_vjp = jax.vjp(lambda k: _down_forward(cotangent, k), down_kernel)
+    (d_down_kernel,) = kernel_vjp(x)
+    return dx.astype(x.dtype), _flip_transpose(d_down_kernel).astype(kernel.dtype)
+
+
+upconv.defvjp(_upconv_fwd, _upconv_bwd)
 
 
 @jax.custom_vjp
@@ -106,11 +136,10 @@ def downconv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     ``nn.Conv(features, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))`` and of PyTorch's
     ``Conv2d(4, stride=2, padding=1)``, output ``floor(side / 2)``.
 
-    The forward pass is XLA's own convolution. Gradients: the input's is the transposed convolution
-    with the flipped kernel (``upconv``, trimmed or zero-extended to odd sides; XLA's own would be
-    a window-dilated convolution, slow on CPU, also inside second-order gradients), the kernel's
-    XLA's own.
-    Forward-mode differentiation (``jax.jvp``) is not defined (a ``custom_vjp``).
+    The forward pass is XLA's own convolution. Gradients: the input's is the transposed
+    convolution (``upconv`` with the flipped kernel, trimmed or zero-extended to odd sides; XLA's
+    own would be an input-dilated convolution, slow on CPU, also inside second-order gradients),
+    the kernel's XLA's own. Forward-mode differentiation (``jax.jvp``) is not defined.
     """
     return _down_forward(x, kernel)
 
@@ -128,8 +157,6 @@ def _downconv_bwd(residuals, cotangent):
     extra = ((0, 0), (0, height - 2 * out_height), (0, width - 2 * out_width), (0, 0))
     grown = jnp.pad(cotangent, tuple((0, (e + 1) // 2) for _, e in extra))
     dx = upconv(grown, _flip_transpose(kernel))[:, :height, :width]
-    # XLA's own kernel gradient of the strided convolution is fast on CPU (the slow one is that of
-    # its input gradient, a window-dilated convolution, which the line above avoids).
     _, kernel_vjp = jax.vjp(lambda k: _down_forward(x, k), kernel)
     (dkernel,) = kernel_vjp(cotangent)
     return dx.astype(x.dtype), dkernel.astype(kernel.dtype)

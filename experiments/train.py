@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import checkpoint, data, images, rng, sharding, writers
+from experiments import checkpoint, compiler, data, images, rng, sharding, writers
 from experiments.errors import ConfigError
 from experiments.evaluation import best as best_checkpoint
 from experiments.evaluation import in_training
@@ -91,11 +91,14 @@ class Experiment:
         )
         self.root = rng.root_key(config.seed)
         self.replicated = sharding.replicated(self.mesh)
+        options = compiler.step_compiler_options(config.cpu_convolutions)
         self.train_step = jax.jit(
-            functools.partial(self._train_step, self.family), donate_argnums=0
+            functools.partial(self._train_step, self.family),
+            donate_argnums=0,
+            compiler_options=options,
         )
-        self.eval_step = jax.jit(self.family.eval_step)
-        self.grids = jax.jit(self.family.grids)
+        self.eval_step = jax.jit(self.family.eval_step, compiler_options=options)
+        self.grids = jax.jit(self.family.grids, compiler_options=options)
         self.sample_metrics = (  # config.evaluation.metrics: FID etc. at every eval
             in_training.InTrainingEvaluator(config, self.family, self.workdir, self.root)
             if in_training.enabled(config)
