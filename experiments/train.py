@@ -91,7 +91,8 @@ class Experiment:
         )
         self.root = rng.root_key(config.seed)
         self.replicated = sharding.replicated(self.mesh)
-        options = compiler.step_compiler_options(config.cpu_convolutions)
+        # Workdirs written before the key existed load without it.
+        options = compiler.step_compiler_options(config.get("cpu_convolutions", "eigen"))
         self.train_step = jax.jit(
             functools.partial(self._train_step, self.family),
             donate_argnums=0,

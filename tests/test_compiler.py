@@ -7,6 +7,7 @@ import re
 import tempfile
 
 import jax
+import ml_collections
 import pytest
 
 from configs.bench import dcgan28
@@ -20,14 +21,18 @@ def library_convolutions(hlo: str) -> int:
     return len(fused)
 
 
-def compiled_step_text(cpu_convolutions: str) -> str:
+def small_dcgan(cpu_convolutions: str):
     config = dcgan28.get_config()
     # Large enough that XLA's default hands convolutions to YNNPACK (it keeps tiny ones itself).
     config.batch_size = config.eval_batch_size = 16
     config.model.generator.features = (32, 16)
     config.model.discriminator.features = (16, 32)
     config.cpu_convolutions = cpu_convolutions
-    experiment = train.Experiment(config, tempfile.mkdtemp())
+    return config
+
+
+def compiled_step_text(cpu_convolutions: str) -> str:
+    experiment = train.Experiment(small_dcgan(cpu_convolutions), tempfile.mkdtemp())
     state = experiment.initial_state()
     batch = experiment.put_batch(experiment.batcher.batch(0))
     return experiment.train_step.lower(state, batch, experiment.root).compile().as_text()
@@ -51,3 +56,14 @@ def test_unknown_cpu_convolutions_is_a_config_error(value):
 
 def test_default_keeps_xla_options():
     assert compiler.step_compiler_options("default") is None
+
+
+def test_config_without_the_key_still_runs():
+    """A workdir's config.json from before ``cpu_convolutions`` existed still loads and runs."""
+    config = small_dcgan("eigen").to_dict()
+    del config["cpu_convolutions"]
+    experiment = train.Experiment(ml_collections.ConfigDict(config).lock(), tempfile.mkdtemp())
+    state = experiment.initial_state()
+    batch = experiment.put_batch(experiment.batcher.batch(0))
+    _, _, finite = experiment.train_step(state, batch, experiment.root)
+    assert bool(finite)

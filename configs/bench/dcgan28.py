@@ -15,12 +15,11 @@ different runs)::
     python -m experiments.benchmark --config configs/bench/dcgan28.py --steps 50
     python ../shared/bench/torch_reference.py --model dcgan28
 
-Measured (2 shared CPU cores, load average 8-15 from other jobs, so absolute times are inflated):
-this step 440 ms median (224 ms CPU time per step, compile 7.7 s CPU); Flax's ConvTranspose/Conv
-before the fast UpConv/DownConv took 3.0-3.4 s per step in the same process pinned to one core, vs
-0.43-0.47 s now. Side by side, 2 threads each: PyTorch 2.13 eager 2546 ms (its OpenMP threads suffer
-far more from the load, so that ratio, 0.17, flatters us); pinned to one core each (1 thread): see
-the README performance section.
+Measured side by side, 2 threads each on the 2-core machine (README, performance): this step
+79.6-83.3 ms median against PyTorch 2.13 eager's 82.7-106.8 ms, ratio 0.78-0.98 (median 0.89, five
+alternating rounds; target 0.8); one thread each: 146-154 ms against 142-146 ms. Compile 2.1-2.3 s.
+Before Eigen convolutions (``config.cpu_convolutions``) and the col2im transposed convolution the
+same step took 110 ms (ratio 1.25); with Flax's ConvTranspose/Conv, 3.0-3.4 s per step on one core.
 """
 
 from configs import base, dcgan_mnist
