@@ -49,7 +49,8 @@ def activation(name: str) -> Callable[[jax.Array], jax.Array]:
 # - XLA's strided convolution (``_down_forward``), fast;
 # - XLA's kernel gradient of that convolution (a window-dilated convolution), fast;
 # - the transposed convolution as one matrix product and a col2im overlap-add (``_transposed``),
-#   the form PyTorch uses: for DCGAN shapes about 1.5x faster than four sub-pixel convolutions.
+#   the form PyTorch uses (for dcgan28's first UpConv, forward pass 9.8 -> 6.2 ms on 2 threads
+#   against four stride-1 sub-pixel convolutions).
 # DownConv's input gradient is that transposed convolution; UpConv is that transposed convolution,
 # and its gradients are the strided convolution and its kernel gradient. Both keep the parameters
 # of Flax's layers (names, shapes, initial values), so checkpoints are unchanged;

@@ -121,3 +121,11 @@ def test_reference_configs_have_the_torch_reference_parameter_counts(name, expec
     config = load_config(REPO_ROOT / "configs" / "bench" / f"{name}.py")
     experiment = train.Experiment(config, tmp_path)
     assert benchmark.count_params(jax.eval_shape(experiment.initial_state)) == expected
+
+
+def test_cost_flops_counts_a_lowered_matmul_exactly():
+    """flops_per_step comes from the lowered step (the GPU's compiled count omits cuDNN calls)."""
+    lowered = jax.jit(jax.numpy.matmul).lower(
+        np.ones((8, 16), np.float32), np.ones((16, 4), np.float32)
+    )
+    assert benchmark.cost_flops(lowered) == 2 * 8 * 16 * 4
