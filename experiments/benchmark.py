@@ -9,9 +9,9 @@ donating ``train_step`` and ``put_batch`` that training runs) and measures:
   jitted step on a batch already on the device, each waited for with ``block_until_ready``;
 * ``data_ms``: the input pipeline alone, ``batcher.batch(step)`` + ``put_batch`` (median);
 * ``step_with_data_ms``: both, as the train loop runs them (median);
-* ``flops_per_step``: XLA's cost analysis of the step as lowered, before the backend's rewrites
-  (on CPU within 0.5% of the compiled step's; a GPU's compiled count leaves out the convolutions it
-  hands to cuDNN), and ``fraction_of_peak``: that work per median step against a float32 matmul
+* ``flops_per_step``: XLA's cost analysis of the step lowered for the CPU, before any backend's
+  rewrites (within 0.5% of the compiled CPU step's; a GPU's compiled count leaves out the
+  convolutions it hands to cuDNN), and ``fraction_of_peak``: that work per median step against a float32 matmul
   peak measured in the same run (``peak_gflops``);
 * ``params``: trainable parameters (every leaf under a ``params`` field of the state: both networks
   of a GAN, batch-norm scale and bias included, optimiser moments and EMA copies not);
@@ -27,6 +27,7 @@ disk (the experiment gets a temporary workdir that it never touches).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -73,6 +74,25 @@ def cost_flops(stage) -> float:
     if isinstance(analysis, (list, tuple)):
         analysis = analysis[0] if analysis else {}
     return float((analysis or {}).get("flops", float("nan")))
+
+
+def lowered_flops(function, *args) -> float:
+    """XLA's flop count of ``function(*args)`` lowered for the CPU, before any backend's rewrites:
+    the same program on every backend (a GPU's own lowering has no cost analysis, and its compiled
+    count leaves out the convolutions it hands to cuDNN). ``args`` only give shapes and dtypes."""
+    import jax
+
+    cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+    abstract = jax.tree.map(
+        functools.partial(_abstract_on, sharding=cpu), args, is_leaf=lambda x: hasattr(x, "shape")
+    )
+    return cost_flops(jax.jit(function).trace(*abstract).lower())
+
+
+def _abstract_on(x, sharding):
+    import jax
+
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
 
 
 def memory_mb(compiled) -> float | None:
@@ -136,11 +156,10 @@ def benchmark(config, steps: int, warmup: int, data_steps: int, peak_size: int) 
     # Compile once, ahead of time, for the timing and the cost analysis; the jitted function then
     # runs from its cache (``recompiles`` counts any compilation after that).
     start, start_cpu = time.perf_counter(), time.process_time()
-    lowered = experiment.train_step.lower(state, batch, root)
-    compiled = lowered.compile()
+    compiled = experiment.train_step.lower(state, batch, root).compile()
     compile_s = time.perf_counter() - start
     compile_cpu_s = time.process_time() - start_cpu
-    flops = cost_flops(lowered)
+    flops = lowered_flops(experiment.step_function, state, batch, root)
     step_memory = memory_mb(compiled)
 
     step = experiment.train_step

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import checkpoint, compiler, data, images, rng, sharding, writers
+from experiments.data.on_device import DeviceBatcher
 from experiments.errors import ConfigError
 from experiments.evaluation import best as best_checkpoint
 from experiments.evaluation import in_training
@@ -91,10 +92,15 @@ class Experiment:
         )
         self.root = rng.root_key(config.seed)
         self.replicated = sharding.replicated(self.mesh)
+        if config.data.get("on_device", False):  # workdirs written before the key load without it
+            self.batcher = DeviceBatcher(
+                self.batcher, self.replicated, sharding.batch_sharded(self.mesh)
+            )
         # Workdirs written before the key existed load without it.
         options = compiler.step_compiler_options(config.get("cpu_convolutions", "eigen"))
+        self.step_function = functools.partial(self._train_step, self.family)  # not jitted
         self.train_step = jax.jit(
-            functools.partial(self._train_step, self.family),
+            self.step_function,
             donate_argnums=0,
             compiler_options=options,
         )

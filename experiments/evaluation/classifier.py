@@ -108,9 +108,11 @@ def weights_hash(tree) -> str:
 
 
 def config_fingerprint(config) -> str:
-    """12 hex digits identifying a classifier config (``data.dir`` excluded: where files lie)."""
+    """12 hex digits identifying a classifier config (``data.dir`` and ``data.on_device`` excluded:
+    where the data lie, not what they are)."""
     values = json.loads(config.to_json(sort_keys=True))
     values.get("data", {}).pop("dir", None)
+    values.get("data", {}).pop("on_device", None)
     text = json.dumps(values, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

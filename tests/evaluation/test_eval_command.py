@@ -220,6 +220,7 @@ def test_evaluate_command_on_a_mnist_checkpoint(tmp_path):
         "--config.eval_every_steps=0",
         "--config.model.generator.features=(16,8)",
         "--config.model.discriminator.features=(8,16)",
+        f"--config.evaluation.cache_dir={cache_dir}",  # its last-step FID uses the planted net
     )
     assert result.returncode == 0, result.stderr
     command = [
