@@ -11,8 +11,8 @@ donating ``train_step`` and ``put_batch`` that training runs) and measures:
 * ``step_with_data_ms``: both, as the train loop runs them (median);
 * ``flops_per_step``: XLA's cost analysis of the step lowered for the CPU, before any backend's
   rewrites (within 0.5% of the compiled CPU step's; a GPU's compiled count leaves out the
-  convolutions it hands to cuDNN), and ``fraction_of_peak``: that work per median step against a float32 matmul
-  peak measured in the same run (``peak_gflops``);
+  convolutions it hands to cuDNN), and ``fraction_of_peak``: that work per median step against a
+  float32 matmul peak measured in the same run (``peak_gflops``);
 * ``params``: trainable parameters (every leaf under a ``params`` field of the state: both networks
   of a GAN, batch-norm scale and bias included, optimiser moments and EMA copies not);
 * ``peak_memory_mb``: the process's maximum resident set size (``memory_source`` says so), plus

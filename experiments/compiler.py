@@ -3,9 +3,10 @@
 jaxlib 0.10's XLA:CPU hands convolutions, matrix products and reductions to YNNPACK by default.
 There each convolution runs on one thread, while Eigen's convolutions use every core: on the
 2-core machine the DCGAN benchmark step (``configs/bench/dcgan28.py``) took 110 ms with
-YNNPACK's and 74.5 ms with Eigen's, compiled side by side (README, performance). ``'eigen'`` keeps YNNPACK for the
-matrix products and reductions and gives the convolutions back to Eigen; ``'default'`` leaves
-XLA's choice. Only XLA:CPU reads the option, and a jaxlib that does not know it compiles as before.
+YNNPACK's and 74.5 ms with Eigen's, compiled side by side (README, performance). ``'eigen'``
+keeps YNNPACK for the matrix products and reductions and gives the convolutions back to Eigen;
+``'default'`` leaves XLA's choice. Only XLA:CPU reads the option, and a jaxlib that does not know
+it compiles as before.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from experiments.errors import ConfigError
 
 CPU_CONVOLUTIONS = ("eigen", "default")
 _LIBRARY_OPTION = "xla_cpu_experimental_ynn_fusion_type"
-# XLA's default list of library fusions in jaxlib 0.10, less LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION.
+# XLA's default library fusions in jaxlib 0.10 less LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION.
 _WITHOUT_CONVOLUTIONS = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
 
 
