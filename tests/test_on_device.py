@@ -1,5 +1,5 @@
 """``data.on_device``: the batches gathered on the devices are exactly the host pipeline's, so a run
-is bit for bit the same either way; a random transform or a second process is a clear error."""
+is bit for bit the same either way; a random transform is a clear error."""
 
 from __future__ import annotations
 
