@@ -3,6 +3,7 @@ MLP stacks and named initialisers."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -51,8 +52,8 @@ def activation(name: str) -> Callable[[jax.Array], jax.Array]:
 # - the transposed convolution as one matrix product and a col2im overlap-add (``_transposed``),
 #   the form PyTorch uses (for dcgan28's first UpConv, forward pass 9.8 -> 6.2 ms on 2 threads
 #   against four stride-1 sub-pixel convolutions).
-# DownConv's input gradient is that transposed convolution; UpConv is that transposed convolution,
-# and its gradients are the strided convolution and its kernel gradient. Both keep the parameters
+# UpConv and DownConv's input gradient are that transposed convolution, whose gradients are the
+# strided convolution and its kernel gradient. Both keep the parameters
 # of Flax's layers (names, shapes, initial values), so checkpoints are unchanged;
 # tests/test_layers.py checks outputs, gradients and second-order gradients against Flax (1e-5).
 
@@ -70,6 +71,7 @@ def _down_forward(x: jax.Array, kernel: jax.Array) -> jax.Array:
     )
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _transposed(y: jax.Array, down_kernel: jax.Array, height: int, width: int) -> jax.Array:
     """The adjoint of ``x -> _down_forward(x, down_kernel)`` for ``x`` of ``height`` x ``width``
     (``y`` ``(batch, rows, cols, out)``, ``down_kernel`` ``(4, 4, in, out)``): col2im, as PyTorch.
@@ -79,7 +81,8 @@ def _transposed(y: jax.Array, down_kernel: jax.Array, height: int, width: int) -
     ``q - ay``. So one matrix product ``(pixels, out) x (out, 16 in)``, its columns ordered
     ``(ay, ax, sy, sx, in)``, gives every patch; four shifted ``(sy, sx, in)`` blocks add up to
     the padded image in space-to-depth form, and depth-to-space and the crop finish it (no scatter,
-    no multiplication by zeros).
+    no multiplication by zeros). Gradients (a custom VJP): ``y``'s is the strided convolution of
+    the cotangent (``downconv``), the kernel's XLA's kernel gradient of that convolution.
     """
     batch, rows, cols, features = y.shape
     channels = down_kernel.shape[2]
@@ -99,7 +102,22 @@ def _transposed(y: jax.Array, down_kernel: jax.Array, height: int, width: int) -
     return padded[:, 1 : 1 + height, 1 : 1 + width]
 
 
-@jax.custom_vjp
+def _transposed_fwd(y, down_kernel, height, width):
+    return _transposed(y, down_kernel, height, width), (y, down_kernel)
+
+
+def _transposed_bwd(height, width, residuals, cotangent):
+    y, down_kernel = residuals
+    dy = downconv(cotangent, down_kernel)
+    # <cotangent, transposed(y, k)> = <downconv(cotangent, k), y>.
+    _, kernel_vjp = jax.vjp(lambda k: _down_forward(cotangent, k), down_kernel)
+    (d_down_kernel,) = kernel_vjp(y)
+    return dy.astype(y.dtype), d_down_kernel.astype(down_kernel.dtype)
+
+
+_transposed.defvjp(_transposed_fwd, _transposed_bwd)
+
+
 def upconv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """``lax.conv_transpose(x, kernel, (2, 2), ((2, 2), (2, 2)))`` (NHWC, HWIO, kernel not flipped):
     the layer of ``nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)))``
@@ -108,27 +126,10 @@ def upconv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     It is the adjoint of the strided convolution ``downconv(., _flip_transpose(kernel))``, computed
     as one matrix product and an overlap-add (``_transposed``). Gradients: the input's is that
     strided convolution of the cotangent (``downconv``), the kernel's XLA's kernel gradient of it.
-    Forward-mode differentiation (``jax.jvp``) is not defined (a ``custom_vjp``).
+    Forward-mode differentiation (``jax.jvp``) is not defined (``_transposed`` is a custom VJP).
     """
     _, height, width, _ = x.shape
     return _transposed(x, _flip_transpose(kernel), 2 * height, 2 * width)
-
-
-def _upconv_fwd(x, kernel):
-    return upconv(x, kernel), (x, kernel)
-
-
-def _upconv_bwd(residuals, cotangent):
-    x, kernel = residuals
-    down_kernel = _flip_transpose(kernel)
-    dx = downconv(cotangent, down_kernel)
-    # <cotangent, upconv(x, k)> = <downconv(cotangent, k'), x> with k' = _flip_transpose(k).
-    _, kernel_vjp = jax.vjp(lambda k: _down_forward(cotangent, k), down_kernel)
-    (d_down_kernel,) = kernel_vjp(x)
-    return dx.astype(x.dtype), _flip_transpose(d_down_kernel).astype(kernel.dtype)
-
-
-upconv.defvjp(_upconv_fwd, _upconv_bwd)
 
 
 @jax.custom_vjp
@@ -138,9 +139,9 @@ def downconv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     ``Conv2d(4, stride=2, padding=1)``, output ``floor(side / 2)``.
 
     The forward pass is XLA's own convolution. Gradients: the input's is the transposed
-    convolution (``upconv`` with the flipped kernel, trimmed or zero-extended to odd sides; XLA's
-    own would be an input-dilated convolution, slow on CPU, also inside second-order gradients),
-    the kernel's XLA's own. Forward-mode differentiation (``jax.jvp``) is not defined.
+    convolution (``_transposed``, any side, odd ones too; XLA's own would be an input-dilated
+    convolution, slow on CPU, also inside second-order gradients), the kernel's XLA's own.
+    Forward-mode differentiation (``jax.jvp``) is not defined.
     """
     return _down_forward(x, kernel)
 
@@ -152,12 +153,7 @@ def _downconv_fwd(x, kernel):
 def _downconv_bwd(residuals, cotangent):
     x, kernel = residuals
     _, height, width, _ = x.shape
-    _, out_height, out_width, _ = cotangent.shape
-    # Input pixel i gets output o through tap i + 1 - 2o: the transposed convolution of the
-    # cotangent, whose 2 * out rows are one short of the input's when its side is odd.
-    extra = ((0, 0), (0, height - 2 * out_height), (0, width - 2 * out_width), (0, 0))
-    grown = jnp.pad(cotangent, tuple((0, (e + 1) // 2) for _, e in extra))
-    dx = upconv(grown, _flip_transpose(kernel))[:, :height, :width]
+    dx = _transposed(cotangent, kernel, height, width)
     _, kernel_vjp = jax.vjp(lambda k: _down_forward(x, k), kernel)
     (dkernel,) = kernel_vjp(cotangent)
     return dx.astype(x.dtype), dkernel.astype(kernel.dtype)

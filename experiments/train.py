@@ -92,11 +92,11 @@ class Experiment:
         )
         self.root = rng.root_key(config.seed)
         self.replicated = sharding.replicated(self.mesh)
-        if config.data.get("on_device", False):  # workdirs written before the key load without it
+        # .get: workdirs written before these keys existed load without them.
+        if config.data.get("on_device", False):
             self.batcher = DeviceBatcher(
                 self.batcher, self.replicated, sharding.batch_sharded(self.mesh)
             )
-        # Workdirs written before the key existed load without it.
         options = compiler.step_compiler_options(config.get("cpu_convolutions", "eigen"))
         self.step_function = functools.partial(self._train_step, self.family)  # not jitted
         self.train_step = jax.jit(

@@ -43,21 +43,6 @@ class DeviceBatcher:
         self._arrays = jax.device_put(everything, replicated)
         self._gather = jax.jit(_take, out_shardings=batch_sharding)
 
-    @property
-    def source(self):
-        return self.batcher.source
-
-    @property
-    def global_batch_size(self) -> int:
-        return self.batcher.global_batch_size
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.batcher.steps_per_epoch
-
-    def global_indices(self, step: int) -> np.ndarray:
-        return self.batcher.global_indices(step)
-
     def batch(self, step: int) -> dict[str, jax.Array]:
         """The global batch of train step ``step``, on the devices."""
         indices = self.batcher.global_indices(step).astype(np.int32)
