@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import checkpoint, compiler, data, images, rng, sharding, writers
+from experiments import checkpoint, compiler, data, host_memory, images, rng, sharding, writers
 from experiments.data.on_device import DeviceBatcher
 from experiments.errors import ConfigError
 from experiments.evaluation import best as best_checkpoint
@@ -98,6 +98,7 @@ class Experiment:
                 self.batcher, self.replicated, sharding.batch_sharded(self.mesh)
             )
         options = compiler.step_compiler_options(config.get("cpu_convolutions", "eigen"))
+        host_memory.configure(config.get("host_memory", "reuse"))
         self.step_function = functools.partial(self._train_step, self.family)  # not jitted
         self.train_step = jax.jit(
             self.step_function,

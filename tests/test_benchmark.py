@@ -26,6 +26,8 @@ REQUIRED_KEYS = (
     "peak_memory_mb",
     "data_ms",
     "step_with_data_ms",
+    "page_faults_per_step",
+    "step_system_ms",
 )
 
 TINY_CONFIG = textwrap.dedent(

@@ -1,0 +1,73 @@
+"""``config.host_memory``: 'reuse' stops XLA:CPU's large temporary buffers from being faulted in
+anew at every call; anything but 'reuse' or 'default' is a one-line config error.
+
+The fault counts are measured in a fresh interpreter each: the setting belongs to the process, and
+this one may have applied it already.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+
+import jax
+import pytest
+
+from experiments import host_memory
+from experiments.errors import ConfigError
+from tests.conftest import REPO_ROOT
+
+# A program with a 48 MB temporary (sin(x) is materialised for the product): over glibc's largest
+# mmap threshold (32 MB), so by default every call maps it afresh, and under the 64 MB of a
+# worker thread's heap, so 'reuse' can keep it.
+_FAULTS_PER_CALL = """
+import json, resource, sys
+import jax, jax.numpy as jnp
+from experiments import host_memory
+applied = host_memory.configure(sys.argv[1])
+x = jnp.ones((3 << 22,), jnp.float32)
+product = jax.jit(lambda x: jnp.sin(x).reshape(3072, 4096) @ jnp.cos(x[:4096]))
+assert product.lower(x).compile().memory_analysis().temp_size_in_bytes >= 3 << 24
+faults = []
+for _ in range(12):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    product(x).block_until_ready()
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps([applied, faults]))
+"""
+_PAGES_OF_THE_TEMPORARY = (3 << 24) // 4096
+
+
+def faults_per_call(setting: str) -> tuple[bool, list[int]]:
+    """(what ``configure`` returned, minor page faults of each of 12 calls), in a new process."""
+    process = subprocess.run(
+        [sys.executable, "-c", _FAULTS_PER_CALL, setting],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return tuple(json.loads(process.stdout))
+
+
+@pytest.mark.skipif(
+    jax.default_backend() != "cpu" or platform.libc_ver()[0] != "glibc",
+    reason="an XLA:CPU setting of glibc's allocator",
+)
+def test_reuse_stops_the_temporary_being_faulted_in_at_every_call():
+    applied, faults = faults_per_call("default")
+    assert not applied
+    assert min(faults[1:]) > 0.9 * _PAGES_OF_THE_TEMPORARY  # every call maps it afresh
+    applied, faults = faults_per_call("reuse")
+    assert applied
+    # glibc settles the heap within a few calls; from then on the buffer is reused warm.
+    assert max(faults[-4:]) < _PAGES_OF_THE_TEMPORARY // 100
+
+
+@pytest.mark.parametrize("value", ["keep", "Reuse", ""])
+def test_unknown_host_memory_is_a_config_error(value):
+    with pytest.raises(ConfigError, match=r"config.host_memory=.*expected one of \('reuse'"):
+        host_memory.configure(value)
