@@ -1,14 +1,19 @@
 """How the host's C allocator treats large blocks, chosen by ``config.host_memory``.
 
-XLA:CPU allocates each execution's temporary buffer (56 MB for the DCGAN benchmark step) with
-``malloc`` and frees it at the end. glibc serves blocks over its mmap threshold (at most 32 MB)
-with a fresh ``mmap`` and returns them with ``munmap``, so every step faulted its 14 000 pages in
-again and the kernel zeroed them: 28-33 ms of system time per step on the 2-core machine, a
-quarter of the step's CPU time (README, performance). ``'reuse'`` makes glibc serve every block
-from its heap (``M_MMAP_MAX = 0``) and keep freed memory in the process (``M_TRIM_THRESHOLD``),
-so the buffer is reused warm: the process keeps its peak resident memory until it exits.
-``'default'`` leaves the allocator as it is. The setting belongs to the whole process (it is the C
-library's); only XLA:CPU gains from it, so it is applied only on that backend, and only with glibc.
+XLA:CPU allocates each execution's temporary buffer (54 MB for the DCGAN benchmark step) with
+``malloc`` on a worker thread and frees it at the end. glibc serves blocks over its mmap threshold
+(at most 32 MB) with a fresh ``mmap`` and returns them with ``munmap``, so every step faulted its
+14 000 pages in again and the kernel zeroed them: 30-37 ms of kernel time per step on the 2-core
+machine, a fifth of the step's CPU time (README, performance). ``'reuse'`` makes glibc serve
+blocks from its heaps (``M_MMAP_MAX = 0``) and keep freed memory in the process
+(``M_TRIM_THRESHOLD``), so the buffer is reused warm and the process keeps its peak resident
+memory until it exits. ``'default'`` leaves the allocator as it is.
+
+A worker thread's glibc heap holds at most 64 MB, so a larger temporary (``wgan_gp_mnist``'s
+124 MB) is still mapped afresh each step under ``'reuse'``; for those, start Python with
+``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (2 MB pages: 32 000 → 160 faults, 448 → 363-379 ms per
+step). The setting belongs to the whole process (it is the C library's); only XLA:CPU gains from
+it, so it is applied only on that backend, and only with glibc.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ from experiments.errors import ConfigError
 HOST_MEMORY = ("reuse", "default")
 # mallopt parameters, from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
+_M_TOP_PAD = -2
 _M_MMAP_MAX = -4
 _NEVER_TRIM = 2**31 - 1  # an int: mallopt takes one
+_HEAP_SIZE = 64 << 20  # glibc's largest heap of a thread's arena (HEAP_MAX_SIZE, 64-bit)
 
 
 def configure(host_memory: str) -> bool:
@@ -49,4 +56,5 @@ def keep_freed_memory() -> bool:
         return False
     libc = ctypes.CDLL(None)
     # Trim first: with mmap off and trimming on, each free of a large top block would shrink the heap.
-    return bool(libc.mallopt(_M_TRIM_THRESHOLD, _NEVER_TRIM)) and bool(libc.mallopt(_M_MMAP_MAX, 0))
+    settings = ((_M_TRIM_THRESHOLD, _NEVER_TRIM), (_M_TOP_PAD, _HEAP_SIZE), (_M_MMAP_MAX, 0))
+    return all([libc.mallopt(parameter, value) for parameter, value in settings])
