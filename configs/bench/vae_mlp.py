@@ -14,8 +14,9 @@ Command (run the PyTorch side in the same session and compare ratios)::
 
 The family's per-pixel decoder ``output_bias`` (784 parameters the reference lacks) is off
 (``output_bias_init='none'``), so the parameter count is the reference's.
-Measured (2 shared CPU cores, load average 12-15): 20-25 ms median, 12 ms CPU time per step,
-compile 3 s CPU; see the README performance section for the ratio to PyTorch.
+Measured side by side, 2 threads each on the 2-core machine (README, performance): this step
+5.9-6.2 ms median against PyTorch 2.13 eager's 7.6-9.8 ms, ratio 0.61-0.79 (target 0.5, not met;
+0.47-0.66 in an earlier session); compile 1.4-1.5 s.
 """
 
 from configs import base, vae_binarized_mnist
