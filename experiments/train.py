@@ -87,15 +87,16 @@ class Experiment:
         sharding.check_batch_size(config.eval_batch_size, self.mesh)
         self.train_source = data.build_source(config.data, config.data.train_split)
         self.eval_source = data.build_eval_source(config.data, config.data.eval_split)
-        self.batcher = data.build_batcher(
+        self.host_batcher = data.build_batcher(
             config.data, config.batch_size, config.seed, source=self.train_source
         )
+        self.batcher = self.host_batcher  # or, below, its batches gathered on the devices
         self.root = rng.root_key(config.seed)
         self.replicated = sharding.replicated(self.mesh)
         # .get: workdirs written before these keys existed load without them.
         if config.data.get("on_device", False):
             self.batcher = DeviceBatcher(
-                self.batcher, self.replicated, sharding.batch_sharded(self.mesh)
+                self.host_batcher, self.replicated, sharding.batch_sharded(self.mesh)
             )
         options = compiler.step_compiler_options(config.get("cpu_convolutions", "eigen"))
         host_memory.configure(config.get("host_memory", "reuse"))
@@ -128,7 +129,7 @@ class Experiment:
         return init(rng.purpose_key(self.root, "init"), example)
 
     def abstract_state(self):
-        example = self.batcher.batch(0)
+        example = self.host_batcher.batch(0)  # shapes only: no copy of the split to the devices
         shapes = jax.eval_shape(self.family.init_state, rng.purpose_key(self.root, "init"), example)
         return jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.replicated), shapes

@@ -39,6 +39,14 @@ def test_device_batches_equal_the_host_batches():
         assert on_device["x"].sharding == sharding.batch_sharded(experiment.mesh)
 
 
+def test_the_split_is_copied_at_the_first_batch_not_to_load_a_checkpoint():
+    experiment = train.Experiment(tiny_config(on_device=True), tempfile.mkdtemp())
+    abstract = experiment.abstract_state()  # what evaluate and sample restore into
+    assert jax.tree.leaves(abstract) and not experiment.batcher.copied
+    experiment.batcher.batch(0)
+    assert experiment.batcher.copied
+
+
 def test_a_run_on_device_batches_is_bit_identical():
     states = {}
     for on_device in (False, True):
