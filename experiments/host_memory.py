@@ -5,9 +5,11 @@ XLA:CPU allocates each execution's temporary buffer (54 MB for the DCGAN benchma
 (at most 32 MB) with a fresh ``mmap`` and returns them with ``munmap``, so every step faulted its
 14 000 pages in again and the kernel zeroed them: 30-37 ms of kernel time per step on the 2-core
 machine, a fifth of the step's CPU time (README, performance). ``'reuse'`` makes glibc serve
-blocks from its heaps (``M_MMAP_MAX = 0``) and keep freed memory in the process
-(``M_TRIM_THRESHOLD``), so the buffer is reused warm and the process keeps its peak resident
-memory until it exits. ``'default'`` leaves the allocator as it is.
+blocks from its heaps (``M_MMAP_MAX = 0``), never trim them (``M_TRIM_THRESHOLD``) and never
+delete a thread's heap whose only block was freed (``M_TOP_PAD`` = 64 MB, which also reserves that
+much more address space, not memory, whenever a heap grows). So the buffer is reused warm, and
+the process keeps its peak resident memory until it exits. ``'default'`` leaves the allocator as
+it is.
 
 A worker thread's glibc heap holds at most 64 MB, so a larger temporary (``wgan_gp_mnist``'s
 124 MB) is still mapped afresh each step under ``'reuse'``; for those, start Python with

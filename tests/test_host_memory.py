@@ -15,9 +15,9 @@ import sys
 import jax
 import pytest
 
+from conftest import REPO_ROOT
 from experiments import host_memory
 from experiments.errors import ConfigError
-from tests.conftest import REPO_ROOT
 
 # A program with a 48 MB temporary (sin(x) is materialised for the product): over glibc's largest
 # mmap threshold (32 MB), so by default every call maps it afresh, and under the 64 MB of a
@@ -31,7 +31,7 @@ x = jnp.ones((3 << 22,), jnp.float32)
 product = jax.jit(lambda x: jnp.sin(x).reshape(3072, 4096) @ jnp.cos(x[:4096]))
 assert product.lower(x).compile().memory_analysis().temp_size_in_bytes >= 3 << 24
 faults = []
-for _ in range(12):
+for _ in range(24):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     product(x).block_until_ready()
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
@@ -41,7 +41,7 @@ _PAGES_OF_THE_TEMPORARY = (3 << 24) // 4096
 
 
 def faults_per_call(setting: str) -> tuple[bool, list[int]]:
-    """(what ``configure`` returned, minor page faults of each of 12 calls), in a new process."""
+    """(what ``configure`` returned, minor page faults of each of 24 calls), in a new process."""
     process = subprocess.run(
         [sys.executable, "-c", _FAULTS_PER_CALL, setting],
         cwd=REPO_ROOT,
@@ -60,11 +60,14 @@ def faults_per_call(setting: str) -> tuple[bool, list[int]]:
 def test_reuse_stops_the_temporary_being_faulted_in_at_every_call():
     applied, faults = faults_per_call("default")
     assert not applied
-    assert min(faults[1:]) > 0.9 * _PAGES_OF_THE_TEMPORARY  # every call maps it afresh
+    assert min(faults[1:]) > 0.9 * _PAGES_OF_THE_TEMPORARY, faults  # every call maps it afresh
     applied, faults = faults_per_call("reuse")
     assert applied
-    # glibc settles the heap within a few calls; from then on the buffer is reused warm.
-    assert max(faults[-4:]) < _PAGES_OF_THE_TEMPORARY // 100
+    # The buffer is mapped once per worker thread of XLA's, the first time that thread runs the
+    # program (which thread does is the scheduler's choice), then reused warm: measured 2-3 such
+    # calls among the last 20 of 24 (and 2-3 among the last 77 of 80), against all 20 by default.
+    mapped_afresh = [count for count in faults[4:] if count > _PAGES_OF_THE_TEMPORARY // 2]
+    assert len(mapped_afresh) < len(faults[4:]) // 2, faults
 
 
 @pytest.mark.parametrize("value", ["keep", "Reuse", ""])

@@ -4,10 +4,10 @@ On an accelerator the host pipeline (a numpy gather, then a copy to the device) 
 than a small model's step. ``DeviceBatcher`` copies the whole train split to the devices once,
 then each step sends only the step's example indices, ``Batcher.global_indices(step)``, and
 gathers the batch there, already split over the mesh's data axis. The copy is made at the first
-batch, so commands that load an experiment without training (evaluate, sample) never make it. The batches are exactly the
-host batcher's (same examples, same order, same values), so a run is the same function of its
-config either way; it needs the split to fit in each device's memory, one process, and no
-random transform (dynamic binarisation draws its noise on the host).
+batch, so commands that load an experiment without training (evaluate, sample) never make it.
+The batches are exactly the host batcher's (same examples, same order, same values), so a run is
+the same function of its config either way; it needs the split to fit in each device's memory,
+one process, and no random transform (dynamic binarisation draws its noise on the host).
 """
 
 from __future__ import annotations
