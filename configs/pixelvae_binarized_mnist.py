@@ -18,7 +18,10 @@ Time on 2 CPU cores: 41 min for the 20 epochs (2444 s, one thread, while tests u
 core; the step is ~2.6x the conv VAE's: the decoder's last layer outputs 32 channels and the head
 runs per pixel). The evaluate command took 29 min (one thread): the k = 5000 NLL of 1000 test
 examples (about 4.5 h for all 10 000, so it evaluates 1000 evenly spread ones, the same as
-``vae_conv_binarized_mnist``), then FID/KID/IS/PR of 10 000 prior samples.
+``vae_conv_binarized_mnist``), then FID/KID/IS/PR of 10 000 prior samples. On a CPU with glibc,
+``GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python -m experiments.main ...`` makes the step 77-87 →
+57-62 ms: its 71 MB of temporaries are more than ``config.host_memory`` can keep (18 300 → 370
+page faults per step; README, performance).
 
 Expected result, measured with seed 0: NLL (IWAE bound, k = 5000, 1000 test examples evenly spread
 over the split) **81.20 ± 0.62 nats**, the best VAE in the repo (the conv VAE without the head:
