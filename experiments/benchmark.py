@@ -22,7 +22,10 @@ donating ``train_step`` and ``put_batch`` that training runs) and measures:
   other jobs on the machine disturbed the timing;
 * ``page_faults_per_step`` (minor faults) and ``step_system_ms`` (kernel time per step): near 0
   when the host allocator reuses the step's buffers (``config.host_memory``), thousands and a
-  quarter of the CPU time when each step's temporaries are mapped and zeroed afresh.
+  quarter of the CPU time when each step's temporaries are mapped and zeroed afresh;
+* ``allocator_advice``: on XLA:CPU with glibc, when the step's temporaries are too large for
+  ``config.host_memory`` to keep, the environment setting that helps (also printed under the
+  table); otherwise null.
 
 It prints a table and, as its last line, one JSON object with all of these. Nothing is written to
 disk (the experiment gets a temporary workdir that it never touches).
@@ -98,6 +101,15 @@ def _abstract_on(x, sharding):
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
 
 
+def temp_bytes(compiled) -> int:
+    """The compiled computation's temporary buffers in bytes (0 if unknown)."""
+    try:
+        stats = compiled.memory_analysis()
+    except Exception:  # not every backend implements it
+        return 0
+    return 0 if stats is None else stats.temp_size_in_bytes
+
+
 def memory_mb(compiled) -> float | None:
     """Arguments + outputs + temporaries of a compiled computation in MiB (None if unknown)."""
     try:
@@ -140,6 +152,7 @@ def benchmark(config, steps: int, warmup: int, data_steps: int, peak_size: int) 
     import jax
 
     from experiments import train
+    from experiments.host_memory import huge_pages_advice
 
     compiles = []
     jax.monitoring.register_event_duration_secs_listener(
@@ -164,6 +177,7 @@ def benchmark(config, steps: int, warmup: int, data_steps: int, peak_size: int) 
     compile_cpu_s = time.process_time() - start_cpu
     flops = lowered_flops(experiment.step_function, state, batch, root)
     step_memory = memory_mb(compiled)
+    advice = huge_pages_advice(temp_bytes(compiled))
 
     step = experiment.train_step
     for index in range(warmup):
@@ -226,6 +240,7 @@ def benchmark(config, steps: int, warmup: int, data_steps: int, peak_size: int) 
         peak_memory_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         memory_source="process max RSS (resource.getrusage)",
         step_memory_mb=None if step_memory is None else round(step_memory, 2),
+        allocator_advice=advice,
         data_ms=round(median_ms(data_times), 4),
         step_with_data_ms=round(median_ms(loop_times), 3),
         recompiles=recompiles,
@@ -278,6 +293,8 @@ def format_table(result: dict) -> str:
         else:
             value = str(result[key])
         lines.append(f"  {label:<18} {value:>16}  {unit}")
+    if result.get("allocator_advice"):
+        lines.append(f"  note: {result['allocator_advice']}")
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ it, so it is applied only on that backend, and only with glibc.
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 
 import jax
@@ -34,6 +35,7 @@ _M_TOP_PAD = -2
 _M_MMAP_MAX = -4
 _NEVER_TRIM = 2**31 - 1  # an int: mallopt takes one
 _HEAP_SIZE = 64 << 20  # glibc's largest heap of a thread's arena (HEAP_MAX_SIZE, 64-bit)
+HUGE_PAGES = "glibc.malloc.hugetlb=1"
 
 
 def configure(host_memory: str) -> bool:
@@ -60,3 +62,17 @@ def keep_freed_memory() -> bool:
     # Trim first: with mmap off and trimming on, each free of a large top block would shrink the heap.
     settings = ((_M_TRIM_THRESHOLD, _NEVER_TRIM), (_M_TOP_PAD, _HEAP_SIZE), (_M_MMAP_MAX, 0))
     return all([libc.mallopt(parameter, value) for parameter, value in settings])
+
+
+def huge_pages_advice(temp_bytes: int) -> str | None:
+    """A one-line hint to start Python with 2 MB pages when a CPU step's temporaries (``temp_bytes``,
+    from the compiled step's memory analysis) are too large for ``'reuse'`` to keep; else None."""
+    if temp_bytes <= _HEAP_SIZE - 4096 or jax.default_backend() != "cpu":  # a heap has a header
+        return None
+    if platform.libc_ver()[0] != "glibc" or HUGE_PAGES in os.environ.get("GLIBC_TUNABLES", ""):
+        return None
+    return (
+        f"the step's {temp_bytes / 2**20:.1f} MB of temporaries exceed the 64 MB that "
+        f"config.host_memory can keep, so each step maps them afresh: start Python with "
+        f"GLIBC_TUNABLES={HUGE_PAGES} for fewer page faults (README, performance)"
+    )

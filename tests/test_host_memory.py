@@ -74,3 +74,28 @@ def test_reuse_stops_the_temporary_being_faulted_in_at_every_call():
 def test_unknown_host_memory_is_a_config_error(value):
     with pytest.raises(ConfigError, match=r"config.host_memory=.*expected one of \('reuse'"):
         host_memory.configure(value)
+
+
+@pytest.mark.skipif(
+    jax.default_backend() != "cpu" or platform.libc_ver()[0] != "glibc",
+    reason="an XLA:CPU setting of glibc's allocator",
+)
+@pytest.mark.parametrize(
+    "temp_mb, tunables, advised",
+    [
+        (63.4, "", False),  # hinge_sn_mnist's step: 'reuse' keeps it
+        (64.2, "", True),  # cgan_mnist's
+        (124.0, "glibc.malloc.arena_max=4", True),
+        (124.0, "glibc.malloc.hugetlb=1", False),  # already started with 2 MB pages
+        (124.0, "glibc.malloc.arena_max=4:glibc.malloc.hugetlb=1", False),
+    ],
+)
+def test_huge_pages_advice_only_for_temporaries_reuse_cannot_keep(
+    temp_mb, tunables, advised, monkeypatch
+):
+    monkeypatch.setenv("GLIBC_TUNABLES", tunables)
+    advice = host_memory.huge_pages_advice(int(temp_mb * 2**20))
+    if advised:
+        assert f"{temp_mb:.1f} MB" in advice and "GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in advice
+    else:
+        assert advice is None
