@@ -64,12 +64,19 @@ def keep_freed_memory() -> bool:
     return all([libc.mallopt(parameter, value) for parameter, value in settings])
 
 
+def huge_pages_could_help() -> bool:
+    """Whether ``huge_pages_advice`` can say anything here: XLA:CPU, glibc, no 2 MB pages yet."""
+    return (
+        jax.default_backend() == "cpu"
+        and platform.libc_ver()[0] == "glibc"
+        and HUGE_PAGES not in os.environ.get("GLIBC_TUNABLES", "")
+    )
+
+
 def huge_pages_advice(temp_bytes: int) -> str | None:
     """A one-line hint to start Python with 2 MB pages when a CPU step's temporaries (``temp_bytes``,
     from the compiled step's memory analysis) are too large for ``'reuse'`` to keep; else None."""
-    if temp_bytes <= _HEAP_SIZE - 4096 or jax.default_backend() != "cpu":  # a heap has a header
-        return None
-    if platform.libc_ver()[0] != "glibc" or HUGE_PAGES in os.environ.get("GLIBC_TUNABLES", ""):
+    if temp_bytes <= _HEAP_SIZE - 4096 or not huge_pages_could_help():  # a heap has a header
         return None
     return (
         f"the step's {temp_bytes / 2**20:.1f} MB of temporaries exceed the 64 MB that "

@@ -206,7 +206,8 @@ class Experiment:
                 say(f"Resuming from checkpoint {checkpointer.path(start_step)}.")
             writer = writers.MetricWriter(self.workdir, resume_step=start_step)
             try:
-                with StopSignal() as stop:
+                with StopSignal() as stop:  # a signal while compiling is handled at the first step
+                    self._advise_on_host_memory(state, start_step)
                     return self._loop(state, start_step, checkpointer, writer, stop, best)
             finally:
                 writer.close()
@@ -214,6 +215,21 @@ class Experiment:
             checkpointer.close()
             if best is not None:
                 best.close()
+
+    def _advise_on_host_memory(self, state, step: int) -> None:
+        """Says when the step's temporaries are too large for ``config.host_memory`` to keep.
+
+        It compiles the step ahead of time for its memory analysis; the loop's first call reuses
+        that executable, so this costs a lowering, not a compilation.
+        """
+        if not host_memory.huge_pages_could_help():
+            return
+        batch = self.put_batch(self.batcher.batch(step))
+        compiled = self.train_step.lower(state, batch, self.root).compile()
+        stats = compiled.memory_analysis()
+        advice = host_memory.huge_pages_advice(0 if stats is None else stats.temp_size_in_bytes)
+        if advice is not None:
+            say(f"Note: {advice}.")
 
     def _loop(self, state, start_step, checkpointer, writer, stop, best=None) -> int:
         config, last_step = self.config, self.config.num_train_steps

@@ -16,7 +16,7 @@ import jax
 import pytest
 
 from conftest import REPO_ROOT
-from experiments import host_memory
+from experiments import host_memory, train
 from experiments.errors import ConfigError
 
 # A program with a 48 MB temporary (sin(x) is materialised for the product): over glibc's largest
@@ -109,3 +109,32 @@ def test_huge_pages_advice_only_for_temporaries_reuse_cannot_keep(
         assert f"{temp_mb:.1f} MB" in advice and "GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in advice
     else:
         assert advice is None
+
+
+@pytest.mark.skipif(
+    jax.default_backend() != "cpu" or platform.libc_ver()[0] != "glibc",
+    reason="an XLA:CPU setting of glibc's allocator",
+)
+def test_a_run_notes_temporaries_too_large_and_still_compiles_its_step_once(
+    tmp_path, monkeypatch, capsys
+):
+    """The loop compiles the step ahead of time to read its temporaries; its first call reuses it."""
+    from test_train import tiny_config
+
+    step_compiles = []
+
+    def count(event, duration, fun_name="", **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration" and "_train_step" in fun_name:
+            step_compiles.append(fun_name)
+
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.setattr(host_memory, "_HEAP_SIZE", 8192)  # as if its temporaries were too large
+    experiment = train.Experiment(tiny_config(batch_size=24), tmp_path)  # shapes no test compiled
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        experiment.run()
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+    assert "GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in capsys.readouterr().out
+    assert len(step_compiles) == 1, step_compiles
+    assert experiment.train_step._cache_size() == 1
