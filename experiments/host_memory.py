@@ -3,7 +3,7 @@
 XLA:CPU allocates each execution's temporary buffer (54 MB for the DCGAN benchmark step) with
 ``malloc`` on a worker thread and frees it at the end. glibc serves blocks over its mmap threshold
 (at most 32 MB) with a fresh ``mmap`` and returns them with ``munmap``, so every step faulted its
-14 000 pages in again and the kernel zeroed them: 30-37 ms of kernel time per step on the 2-core
+14 000 pages in again and the kernel zeroed them: 27-37 ms of kernel time per step on the 2-core
 machine, a fifth of the step's CPU time (README, performance). ``'reuse'`` makes glibc serve
 blocks from its heaps (``M_MMAP_MAX = 0``), never trim them (``M_TRIM_THRESHOLD``) and never
 delete a thread's heap whose only block was freed (``M_TOP_PAD`` = 64 MB, which also reserves that
@@ -14,8 +14,9 @@ it is.
 A worker thread's glibc heap holds at most 64 MB, so a larger temporary (``wgan_gp_mnist``'s
 124 MB) is still mapped afresh each step under ``'reuse'``; for those, start Python with
 ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (2 MB pages: 32 000 → 160 faults, 448 → 363-379 ms per
-step). The setting belongs to the whole process (it is the C library's); only XLA:CPU gains from
-it, so it is applied only on that backend, and only with glibc.
+step); ``huge_pages_advice`` says so at the start of a training run and in the benchmark. The
+setting belongs to the whole process (it is the C library's); only XLA:CPU gains from it, so it
+is applied only on that backend, and only with glibc.
 """
 
 from __future__ import annotations
