@@ -101,15 +101,6 @@ def _abstract_on(x, sharding):
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
 
 
-def temp_bytes(compiled) -> int:
-    """The compiled computation's temporary buffers in bytes (0 if unknown)."""
-    try:
-        stats = compiled.memory_analysis()
-    except Exception:  # not every backend implements it
-        return 0
-    return 0 if stats is None else stats.temp_size_in_bytes
-
-
 def memory_mb(compiled) -> float | None:
     """Arguments + outputs + temporaries of a compiled computation in MiB (None if unknown)."""
     try:
@@ -152,7 +143,7 @@ def benchmark(config, steps: int, warmup: int, data_steps: int, peak_size: int) 
     import jax
 
     from experiments import train
-    from experiments.host_memory import huge_pages_advice
+    from experiments.host_memory import huge_pages_advice, temporary_bytes
 
     compiles = []
     jax.monitoring.register_event_duration_secs_listener(
@@ -177,7 +168,7 @@ def benchmark(config, steps: int, warmup: int, data_steps: int, peak_size: int) 
     compile_cpu_s = time.process_time() - start_cpu
     flops = lowered_flops(experiment.step_function, state, batch, root)
     step_memory = memory_mb(compiled)
-    advice = huge_pages_advice(temp_bytes(compiled))
+    advice = huge_pages_advice(temporary_bytes(compiled))
 
     step = experiment.train_step
     for index in range(warmup):

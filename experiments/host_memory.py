@@ -65,6 +65,15 @@ def keep_freed_memory() -> bool:
     return all([libc.mallopt(parameter, value) for parameter, value in settings])
 
 
+def temporary_bytes(compiled) -> int:
+    """A compiled computation's temporary buffers in bytes (0 where the backend does not say)."""
+    try:
+        stats = compiled.memory_analysis()
+    except Exception:  # not every backend implements it
+        return 0
+    return 0 if stats is None else stats.temp_size_in_bytes
+
+
 def huge_pages_could_help() -> bool:
     """Whether ``huge_pages_advice`` can say anything here: XLA:CPU, glibc, no 2 MB pages yet."""
     return (

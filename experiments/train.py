@@ -226,8 +226,7 @@ class Experiment:
             return
         batch = self.put_batch(self.batcher.batch(step))
         compiled = self.train_step.lower(state, batch, self.root).compile()
-        stats = compiled.memory_analysis()
-        advice = host_memory.huge_pages_advice(0 if stats is None else stats.temp_size_in_bytes)
+        advice = host_memory.huge_pages_advice(host_memory.temporary_bytes(compiled))
         if advice is not None:
             say(f"Note: {advice}.")
 

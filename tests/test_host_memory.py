@@ -38,6 +38,10 @@ for _ in range(24):
 print(json.dumps([applied, faults]))
 """
 _PAGES_OF_THE_TEMPORARY = (3 << 24) // 4096
+glibc_on_cpu = pytest.mark.skipif(
+    jax.default_backend() != "cpu" or platform.libc_ver()[0] != "glibc",
+    reason="an XLA:CPU setting of glibc's allocator",
+)
 
 
 def _read(path: str) -> str:
@@ -61,10 +65,7 @@ def faults_per_call(setting: str) -> tuple[bool, list[int]]:
     return tuple(json.loads(process.stdout))
 
 
-@pytest.mark.skipif(
-    jax.default_backend() != "cpu" or platform.libc_ver()[0] != "glibc",
-    reason="an XLA:CPU setting of glibc's allocator",
-)
+@glibc_on_cpu
 def test_reuse_stops_the_temporary_being_faulted_in_at_every_call():
     if "[always]" in _read("/sys/kernel/mm/transparent_hugepage/enabled"):
         pytest.skip("transparent huge pages 'always': a fresh mapping faults in 2 MB pages")
@@ -86,10 +87,7 @@ def test_unknown_host_memory_is_a_config_error(value):
         host_memory.configure(value)
 
 
-@pytest.mark.skipif(
-    jax.default_backend() != "cpu" or platform.libc_ver()[0] != "glibc",
-    reason="an XLA:CPU setting of glibc's allocator",
-)
+@glibc_on_cpu
 @pytest.mark.parametrize(
     "temp_mb, tunables, advised",
     [
@@ -111,10 +109,7 @@ def test_huge_pages_advice_only_for_temporaries_reuse_cannot_keep(
         assert advice is None
 
 
-@pytest.mark.skipif(
-    jax.default_backend() != "cpu" or platform.libc_ver()[0] != "glibc",
-    reason="an XLA:CPU setting of glibc's allocator",
-)
+@glibc_on_cpu
 def test_a_run_notes_temporaries_too_large_and_still_compiles_its_step_once(
     tmp_path, monkeypatch, capsys
 ):
