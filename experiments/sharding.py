@@ -6,8 +6,9 @@ axis. Randomness never depends on this placement (see ``experiments.rng``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
-import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -36,5 +37,25 @@ def check_batch_size(batch_size: int, mesh: jax.sharding.Mesh) -> None:
         )
 
 
-def put_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
-    return jax.device_put(batch, batch_sharded(mesh))
+def batch_placer(mesh: jax.sharding.Mesh) -> Callable[[dict], dict[str, jax.Array]]:
+    """A function that puts a batch on the mesh, split over its data axis.
+
+    Host arrays go through a jitted identity rather than ``jax.device_put``: jit takes host
+    arguments through its own fast path, and the step that follows starts at once. Measured in the
+    train loop of ``vae_mnist`` on 2 CPU cores (steps alternated): 0.3-0.5 ms less per step than
+    ``device_put``, whose copy the step then waited for. A batch already on the devices (e.g. from
+    ``data.on_device``) is left where it is when it is already split so, as ``device_put`` does.
+    """
+    sharded = batch_sharded(mesh)
+    place_host_batch = jax.jit(_identity, in_shardings=sharded, out_shardings=sharded)
+
+    def place(batch: dict) -> dict[str, jax.Array]:
+        if all(isinstance(value, jax.Array) for value in batch.values()):
+            return jax.device_put(batch, sharded)
+        return place_host_batch(batch)
+
+    return place
+
+
+def _identity(batch):
+    return batch

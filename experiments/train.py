@@ -93,6 +93,7 @@ class Experiment:
         self.batcher = self.host_batcher  # or, below, its batches gathered on the devices
         self.root = rng.root_key(config.seed)
         self.replicated = sharding.replicated(self.mesh)
+        self._place_batch = sharding.batch_placer(self.mesh)
         # .get: workdirs written before these keys existed load without them.
         if config.data.get("on_device", False):
             self.batcher = DeviceBatcher(
@@ -121,7 +122,8 @@ class Experiment:
         return state, metrics, all_finite(metrics)
 
     def put_batch(self, batch: dict) -> dict:
-        return sharding.put_batch(batch, self.mesh)
+        """``batch`` on the devices, split over the mesh (``sharding.batch_placer``)."""
+        return self._place_batch(batch)
 
     def initial_state(self):
         example = self.put_batch(self.batcher.batch(0))

@@ -21,13 +21,15 @@ TWO_DEVICE_RUN = textwrap.dedent(
     sys.path.insert(0, "tests")
     import jax, numpy as np
     from test_train import tiny_config
-    from experiments import train
+    from experiments import sharding, train
     experiment = train.Experiment(tiny_config(), sys.argv[1])
     assert experiment.mesh.size == 2, experiment.mesh
     state = experiment.initial_state()
     for step in range(4):
         batch = experiment.put_batch(experiment.batcher.batch(step))
-        assert len(batch["x"].sharding.device_set) == 2
+        assert batch["x"].sharding == sharding.batch_sharded(experiment.mesh)
+        half = experiment.config.batch_size // 2
+        assert [shard.data.shape[0] for shard in batch["x"].addressable_shards] == [half, half]
         state, _, _ = experiment.train_step(state, batch, experiment.root)
     np.savez(sys.argv[2], *[np.asarray(leaf) for leaf in jax.tree.leaves(state)])
     """
