@@ -11,9 +11,18 @@ re-binarised at every step (``binarize='dynamic'``: pixel intensity = probabilit
 protocol of most of the IWAE / VAE literature (it overfits far less than the static binarisation).
 One epoch is 60000 // 64 = 937 steps; the run is 30 epochs = 28 110 steps.
 
-Time on 2 CPU cores: ~40 s per epoch, ~20 min for the run (estimated from ``vae_binarized_mnist``;
-not measured separately). Expected result: not measured (the test ELBO of the dynamically binarised
-test set is not comparable with the static one).
+Time on 2 CPU cores: 3.5 min for the run (208 s wall clock, 2026-11-26: 140 steps/s with an eval of
+the 10 000 test images, sample grids and a checkpoint every epoch; peak RSS 0.8 GB). Evaluation,
+``python -m experiments.evaluate --workdir=runs/vae_mnist --metrics=fid --max_examples=2000``:
+2.7 min more.
+
+Expected result, measured with seed 0: NLL (IWAE bound, k = 5000, 2 000 test examples evenly spread
+over the once-binarised test split) **88.60 ± 0.49 nats**; test negative ELBO 93.30 (reconstruction
+64.18, KL 29.12) over all 10 000. Learning curve (test negative ELBO): 106.53 (epoch 1), 96.02
+(10), 93.78 (20), 93.30 (30). FID through the MNIST domain classifier (10 000 prior samples vs the
+test split): 30.5. These are on dynamically binarised MNIST, so not comparable with
+``vae_binarized_mnist``'s static split; Burda et al. (2016) report 86.76 nats for a smaller MLP VAE
+trained for 3 280 epochs on it.
 """
 
 from configs import base, vae_binarized_mnist
