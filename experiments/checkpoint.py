@@ -63,7 +63,8 @@ class Checkpointer:
             raise CheckpointError(
                 f"cannot restore checkpoint {self.path(step)}: {type(error).__name__}: {message}. "
                 "If it is damaged, move that directory out of checkpoints/ to resume from an "
-                "earlier one; if the config changed the model, use a new workdir."
+                "earlier one; if the config (or the code) changed the train state's layout, use a "
+                "new workdir (or the config and code that wrote it)."
             ) from error
 
     def wait(self) -> None:

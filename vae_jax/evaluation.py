@@ -129,7 +129,7 @@ def evaluation_metrics(family, state, eval_source, key: jax.Array, options=None)
         mask = np.asarray(batch["mask"], bool)
         labels = family.labels(batch)
         outputs = estimate(
-            state.ema_params,
+            state.eval_params,
             jnp.asarray(batch["x"]),
             None if labels is None else jnp.asarray(labels),
             key,

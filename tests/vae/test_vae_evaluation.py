@@ -74,7 +74,7 @@ def ppca():
     # A worse q: means shrunk by 30 %, variances inflated 3x (a clear ELBO gap).
     rough_params = make_params(0.7 * gain, np.log(3.0 * np.diag(cov)))
     source = data.ArraySource({"x": x.reshape(NUM_EXAMPLES, *SHAPE).astype(np.float32)}, "ppca")
-    state = lambda params: SimpleNamespace(ema_params=params)
+    state = lambda params: SimpleNamespace(eval_params=params)
     return SimpleNamespace(
         fam=fam,
         source=source,
@@ -139,7 +139,7 @@ def test_metrics_are_consistent_and_independent_of_batching_and_chunking(ppca):
     for i in range(NUM_EXAMPLES):
         single = data.ArraySource(ppca.source[np.array([i])], "one")
         estimate, _, _ = evaluation.compiled_estimates(ppca.fam, 50, 50)(
-            ppca.rough.ema_params,
+            ppca.rough.eval_params,
             jnp.asarray(single[np.array([0])]["x"]),
             None,
             jax.random.key(42),
