@@ -7,7 +7,8 @@ donating ``train_step`` and ``put_batch`` that training runs) and measures:
   is the CPU time it took, which other jobs on the machine inflate less);
 * ``median_step_ms``: the median over ``--steps`` steps, after ``--warmup`` steps, of one call of the
   jitted step on a batch already on the device, each waited for with ``block_until_ready``;
-* ``data_ms``: the input pipeline alone, ``batcher.batch(step)`` + ``put_batch`` (median);
+* ``data_ms``: the input pipeline alone, ``batcher.batch(step)`` + ``put_batch`` (median), and
+  ``data_fraction``: ``data_ms`` over ``median_step_ms``;
 * ``step_with_data_ms``: both, as the train loop runs them (median): each iteration builds and
   places the next batch and dispatches its step while the previous step still runs, then waits
   for that previous step;
@@ -240,6 +241,7 @@ def benchmark(config, steps: int, warmup: int, data_steps: int, peak_size: int) 
         step_memory_mb=None if step_memory is None else round(step_memory, 2),
         allocator_advice=advice,
         data_ms=round(median_ms(data_times), 4),
+        data_fraction=round(median_ms(data_times) / step_ms, 4),
         step_with_data_ms=round(median_ms(loop_times), 3),
         recompiles=recompiles,
         steps=steps,
@@ -257,6 +259,7 @@ TABLE_ROWS = (
     ("p10 / p90 step", None, "ms"),
     ("step with data", "step_with_data_ms", "ms"),
     ("input pipeline", "data_ms", "ms"),
+    ("pipeline / step", "data_fraction", "(input pipeline over the median step)"),
     ("compile", "compile_s", "s"),
     ("compile CPU time", "compile_cpu_s", "s (this process)"),
     ("step CPU time", "mean_step_cpu_ms", "ms (all threads, mean)"),

@@ -25,6 +25,7 @@ REQUIRED_KEYS = (
     "params",
     "peak_memory_mb",
     "data_ms",
+    "data_fraction",
     "step_with_data_ms",
     "page_faults_per_step",
     "step_system_ms",
@@ -88,6 +89,8 @@ def test_benchmark_prints_table_then_json(tmp_path):
     assert report["steps"] == 3
     assert report["recompiles"] == 0
     assert report["flops_per_step"] > 0 and report["peak_memory_mb"] > 0
+    fraction = report["data_ms"] / report["median_step_ms"]
+    assert report["data_fraction"] == pytest.approx(fraction, rel=2e-3, abs=1e-4)
 
     config = load_config(config_path)
     with tempfile.TemporaryDirectory() as workdir:
