@@ -36,12 +36,13 @@ from experiments.data.embedded import TOY_2D_NAMES, make_shapes, make_toy_2d, to
 from experiments.data.errors import DataError
 from experiments.data.idx import MNIST_FAMILY_COUNTS, load_idx_split
 from experiments.data.pipeline import Batcher, dynamic_binarize, epoch_permutation, eval_batches
-from experiments.data.sources import ArraySource, Source
+from experiments.data.sources import ArraySource, PixelSource, Source
 
 __all__ = [
     "ArraySource",
     "Batcher",
     "DataError",
+    "PixelSource",
     "Source",
     "build_batcher",
     "build_eval_source",

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.data.errors import DataError
-from experiments.data.sources import ArraySource, pixels_to_unit_float
+from experiments.data.sources import PixelSource
 
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
@@ -127,8 +127,9 @@ def check_counts(name: str, split: str, num_images: int, num_labels: int, files:
         )
 
 
-def load_idx_split(folder: str | Path, split: str, name: str) -> ArraySource:
-    """One split of an IDX dataset folder, as 'x' float32 (N, H, W, 1) in [0, 1] and 'label' int32.
+def load_idx_split(folder: str | Path, split: str, name: str) -> PixelSource:
+    """One split of an IDX dataset folder: batches of 'x' float32 (N, H, W, 1) in [0, 1] and 'label'
+    int32 (the pixels stay uint8 in memory, ``PixelSource``).
 
     Args:
         folder: the folder holding the four IDX files.
@@ -157,8 +158,8 @@ def load_idx_split(folder: str | Path, split: str, name: str) -> ArraySource:
             raise DataError(f"{labels_path.name}: label {labels.max()} out of range 0-9")
     else:
         num_classes = int(labels.max()) + 1 if labels.size else 0
-    return ArraySource(
-        {"x": pixels_to_unit_float(images[..., np.newaxis]), "label": labels.astype(np.int32)},
+    return PixelSource(
+        {"x": images[..., np.newaxis], "label": labels.astype(np.int32)},
         name=name,
         num_classes=num_classes,
     )

@@ -77,6 +77,23 @@ class ArraySource:
         )
 
 
+class PixelSource(ArraySource):
+    """An ``ArraySource`` that keeps ``'x'`` as uint8 pixels and returns ``pixel / 255`` as float32
+    (``pixels_to_unit_float``), one batch at a time: the same values in a quarter of the memory
+    (MNIST's train split 47 MB instead of 188 MB), and a quarter of the bytes for each gather."""
+
+    def __init__(
+        self, arrays: dict[str, np.ndarray], name: str, num_classes: int | None = None
+    ) -> None:
+        if np.asarray(arrays.get("x")).dtype != np.uint8:
+            raise DataError(f"{name}: a PixelSource keeps uint8 pixels in 'x'")
+        super().__init__(arrays, name, num_classes)
+
+    def __getitem__(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        batch = super().__getitem__(indices)
+        return {**batch, "x": pixels_to_unit_float(batch["x"])}
+
+
 def pixels_to_unit_float(pixels: np.ndarray) -> np.ndarray:
     """uint8 pixels → float32 `pixel / 255`, in [0, 1], in one pass over memory."""
     return np.divide(pixels, np.float32(255), dtype=np.float32)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from data_test_utils import idx_bytes, shared_data_dir, write_file, write_idx_split
-from experiments.data import DataError
+from experiments.data import DataError, PixelSource
 from experiments.data.idx import load_idx_split
 
 RNG = np.random.default_rng(1234)
@@ -27,6 +27,21 @@ def test_parses_exact_values(tmp_path, gz):
     np.testing.assert_array_equal(batch["x"][..., 0], IMAGES[[2, 0]].astype(np.float32) / 255)
     np.testing.assert_array_equal(batch["label"], [3, 7])
     assert source.num_classes == 8  # Unknown dataset: max label + 1.
+
+
+def test_pixels_stay_uint8_and_batches_are_their_unit_floats():
+    source = PixelSource({"x": IMAGES[..., None], "label": LABELS}, "tiny", num_classes=10)
+    batch = source[np.array([1, 1, 0])]
+    assert batch["x"].dtype == np.float32 and batch["label"].dtype == np.uint8
+    np.testing.assert_array_equal(batch["x"], IMAGES[[1, 1, 0], ..., None] / np.float32(255))
+    assert float(batch["x"].max()) <= 1.0 and source.example_shape == (28, 28, 1)
+    with pytest.raises(DataError, match="uint8"):
+        PixelSource({"x": IMAGES.astype(np.float32)}, "tiny")
+
+
+def test_an_idx_split_keeps_its_pixels_as_uint8(tmp_path):
+    write_idx_split(tmp_path, "test", IMAGES, LABELS, gz=True)
+    assert isinstance(load_idx_split(tmp_path, "test", "tiny"), PixelSource)
 
 
 def test_gzipped_file_preferred_over_plain(tmp_path):
