@@ -85,9 +85,11 @@ class PixelSource(ArraySource):
     def __init__(
         self, arrays: dict[str, np.ndarray], name: str, num_classes: int | None = None
     ) -> None:
-        if np.asarray(arrays.get("x")).dtype != np.uint8:
-            raise DataError(f"{name}: a PixelSource keeps uint8 pixels in 'x'")
         super().__init__(arrays, name, num_classes)
+        if self._arrays["x"].dtype != np.uint8:
+            raise DataError(
+                f"{name}: a PixelSource keeps uint8 pixels in 'x', got {self._arrays['x'].dtype}"
+            )
 
     def __getitem__(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         batch = super().__getitem__(indices)
