@@ -208,14 +208,14 @@ def benchmark(config, steps: int, warmup: int, data_steps: int, peak_size: int) 
         batch = put(batcher.batch(warmup + index))
         state, metrics, finite = step(state, batch, root)
         if previous_finite is not None:
-            bool(previous_finite)
+            jax.block_until_ready(previous_finite)
             loop_times.append(time.perf_counter() - start)
         previous_finite = finite
     jax.block_until_ready((state, metrics, finite))
     recompiles = len(compiles) - compiles_after_first
 
     peak_gflops = matmul_peak_gflops(peak_size)
-    step_ms = median_ms(step_times)
+    step_ms, data_ms = median_ms(step_times), median_ms(data_times)
     step_sorted = sorted(step_times)
     achieved_gflops = flops / (step_ms / 1e3) / 1e9
     return dict(
@@ -240,8 +240,8 @@ def benchmark(config, steps: int, warmup: int, data_steps: int, peak_size: int) 
         memory_source="process max RSS (resource.getrusage)",
         step_memory_mb=None if step_memory is None else round(step_memory, 2),
         allocator_advice=advice,
-        data_ms=round(median_ms(data_times), 4),
-        data_fraction=round(median_ms(data_times) / step_ms, 4),
+        data_ms=round(data_ms, 4),
+        data_fraction=round(data_ms / step_ms, 4),
         step_with_data_ms=round(median_ms(loop_times), 3),
         recompiles=recompiles,
         steps=steps,

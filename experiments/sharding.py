@@ -52,10 +52,11 @@ def batch_placer(mesh: jax.sharding.Mesh) -> Callable[[dict], dict[str, jax.Arra
     """
     sharded = batch_sharded(mesh)
     place_host_batch = jax.jit(_identity, in_shardings=sharded, out_shardings=sharded)
+    spans_processes = not sharded.is_fully_addressable
 
     def place(batch: dict) -> dict[str, jax.Array]:
         placed = all(isinstance(value, jax.Array) for value in batch.values())
-        if placed or not sharded.is_fully_addressable:
+        if placed or spans_processes:
             return jax.device_put(batch, sharded)
         return place_host_batch(batch)
 
