@@ -16,6 +16,12 @@ donating ``train_step`` and ``put_batch`` that training runs) and measures:
   rewrites (within 0.5% of the compiled CPU step's; a GPU's compiled count leaves out the
   convolutions it hands to cuDNN), and ``fraction_of_peak``: that work per median step against a
   float32 matmul peak measured in the same run (``peak_gflops``);
+* ``products_ms``: the step's matrix products and convolutions alone (``live_products``: every
+  ``dot_general`` and ``conv_general_dilated`` whose result the step uses, as often as it runs), on
+  random operands of their shapes, compiled together with the step's compiler options (median of
+  ``--steps`` runs; null on several devices); ``products_fraction``, that over ``median_step_ms``:
+  how close the step is to what its linear algebra alone takes here (1 would leave nothing for
+  element-wise work, the optimiser or dispatch), and ``products``, how many there are;
 * ``params``: trainable parameters (every leaf under a ``params`` field of the state: both networks
   of a GAN, batch-norm scale and bias included, optimiser moments and EMA copies not);
 * ``peak_memory_mb``: the process's maximum resident set size (``memory_source`` says so), plus
@@ -46,6 +52,7 @@ import sys
 import tempfile
 import time
 
+import numpy as np
 from absl import app, flags
 
 from experiments import cli
@@ -62,6 +69,9 @@ _PEAK_SIZE = flags.DEFINE_integer(
 )
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+LINEAR_PRIMITIVES = ("dot_general", "conv_general_dilated")
+# Whose sub-jaxpr outputs are not the equation's own outputs one for one: all count as used.
+_LOOPS = ("scan", "while")
 
 
 def count_params(state) -> int:
@@ -102,6 +112,73 @@ def _abstract_on(x, sharding):
     import jax
 
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
+
+
+def live_products(jaxpr, used_outputs=None, repeats: int = 1) -> list:
+    """The ``LINEAR_PRIMITIVES`` equations of ``jaxpr`` (a ``jax.extend.core.Jaxpr``) whose results
+    are used, nested jits, custom derivatives and loop bodies included, each listed as often as it
+    runs: a scan body's ``length`` times, a while body's once (its trip count is only known when it
+    runs), every branch of a cond. Products whose results nothing uses (as the primal output of a
+    ``jax.vjp`` taken only for its pullback) are left out, as XLA leaves them out.
+
+    ``used_outputs``: which of ``jaxpr.outvars`` are used (default: all).
+    """
+    from jax.extend import core
+
+    if used_outputs is None:
+        used_outputs = [True] * len(jaxpr.outvars)
+    live = {
+        v
+        for v, used in zip(jaxpr.outvars, used_outputs, strict=True)
+        if used and isinstance(v, core.Var)
+    }
+    found = []
+    for eqn in reversed(jaxpr.eqns):
+        used = [isinstance(v, core.Var) and v in live for v in eqn.outvars]
+        if not any(used) and not eqn.effects:
+            continue
+        name = eqn.primitive.name
+        if name in LINEAR_PRIMITIVES:
+            found.extend([eqn] * repeats)
+        inner = repeats * (eqn.params["length"] if name == "scan" else 1)
+        for sub in core.jaxprs_in_params(eqn.params):
+            one_for_one = name not in _LOOPS and len(sub.outvars) == len(used)
+            found.extend(live_products(sub, used if one_for_one else None, inner))
+        live.update(v for v in eqn.invars if isinstance(v, core.Var))
+    return found
+
+
+def products_ms(function, args, compiler_options, runs: int) -> tuple[float, int]:
+    """Median milliseconds of ``function(*args)``'s ``live_products`` alone, on random operands of
+    their shapes (each product its own operands, so XLA merges none), compiled as one program with
+    ``compiler_options``; and how many products there are."""
+    import jax
+    from jax.extend import core
+
+    equations = live_products(jax.make_jaxpr(function)(*args).jaxpr)
+    rng = np.random.default_rng(0)
+
+    def operand(var):
+        if isinstance(var, core.Literal):
+            return var.val
+        return jax.device_put(rng.standard_normal(var.aval.shape).astype(var.aval.dtype))
+
+    operands = [[operand(var) for var in eqn.invars] for eqn in equations]
+
+    def run(operands):
+        return [
+            eqn.primitive.bind(*ops, **eqn.params)
+            for eqn, ops in zip(equations, operands, strict=True)
+        ]
+
+    compiled = jax.jit(run, compiler_options=compiler_options).lower(operands).compile()
+    jax.block_until_ready(compiled(operands))
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(operands))
+        times.append(time.perf_counter() - start)
+    return median_ms(times), len(equations)
 
 
 def memory_mb(compiled) -> float | None:
@@ -213,6 +290,11 @@ def benchmark(config, steps: int, warmup: int, data_steps: int, peak_size: int) 
         previous_finite = finite
     jax.block_until_ready((state, metrics, finite))
     recompiles = len(compiles) - compiles_after_first
+    products, products_count = None, None
+    if jax.device_count() == 1:  # the step's shapes are global: one device computes all of them
+        products, products_count = products_ms(
+            experiment.step_function, (state, batch, root), experiment.compiler_options, steps
+        )
 
     peak_gflops = matmul_peak_gflops(peak_size)
     step_ms, data_ms = median_ms(step_times), median_ms(data_times)
@@ -235,6 +317,9 @@ def benchmark(config, steps: int, warmup: int, data_steps: int, peak_size: int) 
         achieved_gflops=round(achieved_gflops, 2),
         peak_gflops=round(peak_gflops, 2),
         fraction_of_peak=round(achieved_gflops / peak_gflops, 4),
+        products_ms=None if products is None else round(products, 3),
+        products_fraction=None if products is None else round(products / step_ms, 4),
+        products=products_count,
         params=params,
         peak_memory_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         memory_source="process max RSS (resource.getrusage)",
@@ -271,6 +356,9 @@ TABLE_ROWS = (
     ("achieved", "achieved_gflops", "GFLOP/s"),
     ("matmul peak", "peak_gflops", "GFLOP/s"),
     ("fraction of peak", "fraction_of_peak", ""),
+    ("products alone", "products_ms", "ms (the step's matrix products and convolutions)"),
+    ("products / step", "products_fraction", "(1: nothing but products)"),
+    ("products", "products", "(dot_general and conv_general_dilated run per step)"),
     ("parameters", "params", ""),
     ("peak memory", "peak_memory_mb", "MiB (process max RSS)"),
     ("step buffers", "step_memory_mb", "MiB (compiled memory analysis)"),

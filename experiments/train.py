@@ -100,6 +100,7 @@ class Experiment:
                 self.host_batcher, self.replicated, sharding.batch_sharded(self.mesh)
             )
         options = compiler.step_compiler_options(config.get("cpu_convolutions", "eigen"))
+        self.compiler_options = options  # of every step this experiment compiles
         host_memory.configure(config.get("host_memory", "reuse"))
         self.step_function = functools.partial(self._train_step, self.family)  # not jitted
         self.train_step = jax.jit(

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
-from experiments import benchmark, train
+from experiments import benchmark, layers, train
 
 REQUIRED_KEYS = (
     "median_step_ms",
@@ -29,6 +29,8 @@ REQUIRED_KEYS = (
     "step_with_data_ms",
     "page_faults_per_step",
     "step_system_ms",
+    "products_ms",
+    "products_fraction",
 )
 
 TINY_CONFIG = textwrap.dedent(
@@ -91,6 +93,10 @@ def test_benchmark_prints_table_then_json(tmp_path):
     assert report["flops_per_step"] > 0 and report["peak_memory_mb"] > 0
     fraction = report["data_ms"] / report["median_step_ms"]
     assert report["data_fraction"] == pytest.approx(fraction, rel=2e-3, abs=1e-4)
+    products_fraction = report["products_ms"] / report["median_step_ms"]
+    assert report["products_fraction"] == pytest.approx(products_fraction, rel=2e-3, abs=1e-4)
+    # The tiny DCGAN step has dcgan28's 30 products (tests below count the rule on small cases).
+    assert report["products"] == 30
 
     config = load_config(config_path)
     with tempfile.TemporaryDirectory() as workdir:
@@ -133,3 +139,52 @@ def test_lowered_flops_count_a_matmul_exactly():
     convolutions, and its lowering has no cost analysis)."""
     a, b = jax.numpy.ones((8, 16)), jax.numpy.ones((16, 4))
     assert benchmark.lowered_flops(jax.numpy.matmul, a, b) == 2 * 8 * 16 * 4
+
+
+W = jax.numpy.full((4, 4), 0.5)
+X = jax.numpy.ones((2, 4))
+KERNEL = jax.numpy.full((4, 4, 1, 3), 0.1)
+IMAGES = jax.numpy.ones((2, 8, 8, 1))
+
+
+def _unused_product(x):
+    _ = x @ W
+    return x + 1
+
+
+def _scanned(x):
+    return jax.lax.scan(lambda carry, _: (jax.numpy.tanh(carry @ W), None), x, length=3)[0]
+
+
+def _nested_jit(x):
+    return jax.jit(lambda a: a @ W)(x) @ W
+
+
+def _kernel_gradient(w):
+    return jax.grad(lambda w: (X @ w).sum())(w)
+
+
+def _downconv_kernel_gradient(kernel):
+    return jax.grad(lambda k: layers.downconv(IMAGES, k).sum())(kernel)
+
+
+@pytest.mark.parametrize(
+    "function, argument, expected",
+    [
+        (_unused_product, X, []),  # XLA drops it; so does the count
+        (_scanned, X, ["dot_general"] * 3),  # once per iteration
+        (_nested_jit, X, ["dot_general"] * 2),
+        (_kernel_gradient, W, ["dot_general"]),  # the forward product's value is not used
+        # the custom VJP's pullback takes jax.vjp of the forward convolution: only its
+        # transpose (the kernel gradient) is used
+        (_downconv_kernel_gradient, KERNEL, ["conv_general_dilated"]),
+    ],
+)
+def test_live_products_are_the_products_whose_results_are_used(function, argument, expected):
+    equations = benchmark.live_products(jax.make_jaxpr(function)(argument).jaxpr)
+    assert [equation.primitive.name for equation in equations] == expected
+
+
+def test_products_ms_times_each_product_of_a_function():
+    milliseconds, count = benchmark.products_ms(_scanned, (X,), None, runs=3)
+    assert count == 3 and milliseconds > 0
