@@ -19,7 +19,7 @@ donating ``train_step`` and ``put_batch`` that training runs) and measures:
 * ``products_ms``: the step's matrix products and convolutions alone (``live_products``: every
   ``dot_general`` and ``conv_general_dilated`` whose result the step uses, as often as it runs), on
   random operands of their shapes, compiled together with the step's compiler options (median of
-  ``--steps`` runs; null on several devices); ``products_fraction``, that over ``median_step_ms``:
+  ``--products_runs`` runs; null with ``--products_runs=0`` or on several devices); ``products_fraction``, that over ``median_step_ms``:
   how close the step is to what its linear algebra alone takes here (1 would leave nothing for
   element-wise work, the optimiser or dispatch), and ``products``, how many there are;
 * ``params``: trainable parameters (every leaf under a ``params`` field of the state: both networks
@@ -66,6 +66,13 @@ _PEAK_SIZE = flags.DEFINE_integer(
     2048,
     "Side of the square float32 matmul that measures the peak FLOP/s.",
     lower_bound=1,
+)
+
+_PRODUCTS_RUNS = flags.DEFINE_integer(
+    "products_runs",
+    20,
+    "Runs of the step's products alone for products_ms (0: not measured).",
+    lower_bound=0,
 )
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
@@ -219,7 +226,9 @@ def median_ms(times: list[float]) -> float:
     return statistics.median(times) * 1e3
 
 
-def benchmark(config, steps: int, warmup: int, data_steps: int, peak_size: int) -> dict:
+def benchmark(
+    config, steps: int, warmup: int, data_steps: int, peak_size: int, products_runs: int = 20
+) -> dict:
     import jax
 
     from experiments import train
@@ -291,9 +300,13 @@ def benchmark(config, steps: int, warmup: int, data_steps: int, peak_size: int) 
     jax.block_until_ready((state, metrics, finite))
     recompiles = len(compiles) - compiles_after_first
     products, products_count = None, None
-    if jax.device_count() == 1:  # the step's shapes are global: one device computes all of them
+    # The step's shapes are global: on one device its products compute what the step computes.
+    if products_runs and jax.device_count() == 1:
         products, products_count = products_ms(
-            experiment.step_function, (state, batch, root), experiment.compiler_options, steps
+            experiment.step_function,
+            (state, batch, root),
+            experiment.compiler_options,
+            products_runs,
         )
 
     peak_gflops = matmul_peak_gflops(peak_size)
@@ -392,7 +405,14 @@ def main(argv) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     cli.quiet_library_logs()
     config = _CONFIG.value
-    result = benchmark(config, _STEPS.value, _WARMUP.value, _DATA_STEPS.value, _PEAK_SIZE.value)
+    result = benchmark(
+        config,
+        _STEPS.value,
+        _WARMUP.value,
+        _DATA_STEPS.value,
+        _PEAK_SIZE.value,
+        _PRODUCTS_RUNS.value,
+    )
     result["config"] = flags.FLAGS["config"].config_filename
     print(format_table(result), flush=True)
     print(json.dumps(result), flush=True)

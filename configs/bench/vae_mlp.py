@@ -14,9 +14,11 @@ Command (run the PyTorch side in the same session and compare ratios)::
 
 The family's per-pixel decoder ``output_bias`` (784 parameters the reference lacks) is off
 (``output_bias_init='none'``), so the parameter count is the reference's.
-Measured side by side, 2 threads each on the 2-core machine (README, performance): this step
-5.9-6.2 ms median against PyTorch 2.13 eager's 7.6-9.8 ms, ratio 0.61-0.79 (target 0.5, not met;
-0.47-0.66 in an earlier session); compile 1.4-1.5 s.
+Measured side by side, 2 threads each on the 2-core machine (README, performance): in session 8,
+six alternating rounds, this step 4.56-5.31 ms against PyTorch 2.13 eager's 7.05-10.20 ms, ratio
+0.51-0.75, median 0.58 (target 0.5, not met: the step's matrix products alone, ``products_ms``,
+take 3.24-3.53 ms and Adam 0.66-0.86 ms, which leaves almost nothing of half PyTorch's step for the
+rest; the README gives the figures). Compile 1.2-1.5 s.
 """
 
 from configs import base, vae_binarized_mnist
