@@ -26,7 +26,19 @@ LIKELIHOODS = ("bernoulli", "gaussian", "discretized_logistic")
 
 def sum_per_example(values: jax.Array) -> jax.Array:
     """Sums over every axis but the leading (batch) one: ``(batch, ...) -> (batch,)``."""
-    return jnp.sum(values.reshape((values.shape[0], -1)), axis=1)
+    return jnp.sum(flatten_per_example(values), axis=1)
+
+
+def flatten_per_example(*arrays: jax.Array) -> jax.Array | tuple[jax.Array, ...]:
+    """Each array as ``(batch, features)`` (one array, or a tuple of them).
+
+    The log-probabilities compute their element-wise terms on these. On rank-4 one-channel images
+    (``(n, 28, 28, 1)``), XLA:CPU's reduction of those terms through YNNPACK took 11.5 ms for
+    3 200 images where the same sum over ``(n, 784)`` takes 0.6 ms: the IWAE step with 50 samples
+    went 56 -> 37 ms, a k = 5000 NLL evaluation 7.5 -> 5.3 s per 100 examples (README, performance).
+    """
+    flat = tuple(a.reshape((a.shape[0], -1)) for a in arrays)
+    return flat[0] if len(flat) == 1 else flat
 
 
 def bernoulli_log_prob(logits: jax.Array, x: jax.Array) -> jax.Array:
@@ -41,7 +53,7 @@ def bernoulli_log_prob(logits: jax.Array, x: jax.Array) -> jax.Array:
     ``(batch,)`` and <= 0. For ``x`` in {0, 1} it is the exact log-likelihood; for grey values in
     [0, 1] it is the negative binary cross-entropy (not a normalised density).
     """
-    x = x.astype(logits.dtype)
+    logits, x = flatten_per_example(logits, x.astype(logits.dtype))
     upper = x >= 0.5
     softplus_term = -jax.nn.softplus(jnp.where(upper, -logits, logits))
     linear_term = jnp.where(upper, (x - 1.0) * logits, x * logits)
@@ -54,7 +66,7 @@ def gaussian_log_prob(x: jax.Array, mean: jax.Array, log_scale: jax.Array) -> ja
     ``log_scale`` broadcasts against ``x`` (a scalar for a fixed scale, or per pixel).
     """
     x = x.astype(mean.dtype)
-    log_scale = jnp.broadcast_to(log_scale, x.shape)
+    x, mean, log_scale = flatten_per_example(x, mean, jnp.broadcast_to(log_scale, x.shape))
     z = (x - mean) * jnp.exp(-log_scale)
     per_element = -0.5 * jnp.square(z) - log_scale - 0.5 * math.log(2 * math.pi)
     return sum_per_example(per_element)
@@ -72,8 +84,10 @@ def discretized_logistic_log_prob(
     sigmoid(a) * (1 - sigmoid(b)) * (1 - exp(b - a))``, whose log is computed as ``-softplus(-a) -
     softplus(b) + log(-expm1(b - a))`` (stable in both tails, no fallback to the density needed).
     """
-    y = 2.0 * x.astype(mean.dtype) - 1.0
-    log_scale = jnp.broadcast_to(log_scale, y.shape)
+    x, mean, log_scale = flatten_per_example(
+        x.astype(mean.dtype), mean, jnp.broadcast_to(log_scale, x.shape)
+    )
+    y = 2.0 * x - 1.0
     half_bin = 1.0 / (num_bins - 1)
     inv_scale = jnp.exp(-log_scale)
     a = (y - mean + half_bin) * inv_scale
