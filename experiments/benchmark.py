@@ -19,9 +19,10 @@ donating ``train_step`` and ``put_batch`` that training runs) and measures:
 * ``products_ms``: the step's matrix products and convolutions alone (``live_products``: every
   ``dot_general`` and ``conv_general_dilated`` whose result the step uses, as often as it runs), on
   random operands of their shapes, compiled together with the step's compiler options (median of
-  ``--products_runs`` runs; null with ``--products_runs=0`` or on several devices); ``products_fraction``, that over ``median_step_ms``:
-  how close the step is to what its linear algebra alone takes here (1 would leave nothing for
-  element-wise work, the optimiser or dispatch), and ``products``, how many there are;
+  ``--products_runs`` runs; null with ``--products_runs=0`` or on several devices);
+  ``products_fraction``, that over ``median_step_ms``: how close the step is to what its linear
+  algebra alone takes here (1 would leave nothing for element-wise work, the optimiser or
+  dispatch); and ``products``, how many there are;
 * ``params``: trainable parameters (every leaf under a ``params`` field of the state: both networks
   of a GAN, batch-norm scale and bias included, optimiser moments and EMA copies not);
 * ``peak_memory_mb``: the process's maximum resident set size (``memory_source`` says so), plus

@@ -18,11 +18,11 @@ different runs)::
 Measured side by side, 2 threads each on the 2-core machine (README, performance): in session 8,
 eight alternating rounds, this step 63.5-89.1 ms against PyTorch 2.13 eager's 80.6-97.2 ms, ratio
 0.67-1.11, median 0.78 (target 0.8); over the 24 rounds of sessions 6-8, median 0.78. Its matrix
-products alone (the benchmark's ``products_ms``) take 57.6-64.8 ms of it. One thread each (session 6):
-117-129 ms against 147-150 ms. Compile 2.3-3.2 s. Before the host allocator kept XLA's per-step buffers
-(``config.host_memory``) the step took 80 ms (ratio 0.89); before Eigen convolutions
-(``config.cpu_convolutions``) and the col2im transposed convolution, 110 ms (ratio 1.25); with
-Flax's ConvTranspose/Conv, 3.0-3.4 s per step on one core.
+products alone (the benchmark's ``products_ms``) take 57.6-64.8 ms of it. One thread each
+(session 6): 117-129 ms against 147-150 ms. Compile 2.3-3.2 s. Before the host allocator kept
+XLA's per-step buffers (``config.host_memory``) the step took 80 ms (ratio 0.89); before Eigen
+convolutions (``config.cpu_convolutions``) and the col2im transposed convolution, 110 ms (ratio
+1.25); with Flax's ConvTranspose/Conv, 3.0-3.4 s per step on one core.
 """
 
 from configs import base, dcgan_mnist
