@@ -19,7 +19,8 @@ donating ``train_step`` and ``put_batch`` that training runs) and measures:
 * ``products_ms``: the step's matrix products and convolutions alone (``live_products``: every
   ``dot_general`` and ``conv_general_dilated`` whose result the step uses, as often as it runs), on
   random operands of their shapes, compiled together with the step's compiler options (median of
-  ``--products_runs`` runs; null with ``--products_runs=0`` or on several devices);
+  ``--products_runs`` runs, by default as many as ``--steps`` up to 20; null with
+  ``--products_runs=0`` or on several devices);
   ``products_fraction``, that over ``median_step_ms``: how close the step is to what its linear
   algebra alone takes here (1 would leave nothing for element-wise work, the optimiser or
   dispatch); and ``products``, how many there are;
@@ -71,10 +72,12 @@ _PEAK_SIZE = flags.DEFINE_integer(
 
 _PRODUCTS_RUNS = flags.DEFINE_integer(
     "products_runs",
-    20,
-    "Runs of the step's products alone for products_ms (0: not measured).",
+    None,
+    "Runs of the step's products alone for products_ms (default: --steps, at most 20; 0: not "
+    "measured).",
     lower_bound=0,
 )
+DEFAULT_PRODUCTS_RUNS = 20
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 LINEAR_PRIMITIVES = ("dot_general", "conv_general_dilated")
@@ -228,7 +231,12 @@ def median_ms(times: list[float]) -> float:
 
 
 def benchmark(
-    config, steps: int, warmup: int, data_steps: int, peak_size: int, products_runs: int = 20
+    config,
+    steps: int,
+    warmup: int,
+    data_steps: int,
+    peak_size: int,
+    products_runs: int = DEFAULT_PRODUCTS_RUNS,
 ) -> dict:
     import jax
 
@@ -412,7 +420,9 @@ def main(argv) -> None:
         _WARMUP.value,
         _DATA_STEPS.value,
         _PEAK_SIZE.value,
-        _PRODUCTS_RUNS.value,
+        min(_STEPS.value, DEFAULT_PRODUCTS_RUNS)
+        if _PRODUCTS_RUNS.value is None
+        else _PRODUCTS_RUNS.value,
     )
     result["config"] = flags.FLAGS["config"].config_filename
     print(format_table(result), flush=True)
