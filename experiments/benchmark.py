@@ -73,11 +73,11 @@ _PEAK_SIZE = flags.DEFINE_integer(
 _PRODUCTS_RUNS = flags.DEFINE_integer(
     "products_runs",
     None,
-    "Runs of the step's products alone for products_ms (default: --steps, at most 20; 0: not "
-    "measured).",
+    "Runs of the step's products alone for products_ms (default: --steps, at most 20; "
+    "0: not measured).",
     lower_bound=0,
 )
-DEFAULT_PRODUCTS_RUNS = 20
+MAX_DEFAULT_PRODUCTS_RUNS = 20
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 LINEAR_PRIMITIVES = ("dot_general", "conv_general_dilated")
@@ -236,8 +236,13 @@ def benchmark(
     warmup: int,
     data_steps: int,
     peak_size: int,
-    products_runs: int = DEFAULT_PRODUCTS_RUNS,
+    products_runs: int | None = None,
 ) -> dict:
+    """Every figure of the module docstring for ``config``'s train step, as a dict.
+
+    ``products_runs``: runs timed for ``products_ms``; None: ``steps``, at most
+    ``MAX_DEFAULT_PRODUCTS_RUNS``; 0: not measured.
+    """
     import jax
 
     from experiments import train
@@ -308,6 +313,8 @@ def benchmark(
         previous_finite = finite
     jax.block_until_ready((state, metrics, finite))
     recompiles = len(compiles) - compiles_after_first
+    if products_runs is None:
+        products_runs = min(steps, MAX_DEFAULT_PRODUCTS_RUNS)
     products, products_count = None, None
     # The step's shapes are global: on one device its products compute what the step computes.
     if products_runs and jax.device_count() == 1:
@@ -420,9 +427,7 @@ def main(argv) -> None:
         _WARMUP.value,
         _DATA_STEPS.value,
         _PEAK_SIZE.value,
-        min(_STEPS.value, DEFAULT_PRODUCTS_RUNS)
-        if _PRODUCTS_RUNS.value is None
-        else _PRODUCTS_RUNS.value,
+        _PRODUCTS_RUNS.value,
     )
     result["config"] = flags.FLAGS["config"].config_filename
     print(format_table(result), flush=True)

@@ -45,10 +45,10 @@ def batch_placer(mesh: jax.sharding.Mesh) -> Callable[[dict], dict[str, jax.Arra
     0.03-0.06 ms against 0.07-0.15 ms, and a step waited for right after its batch was placed took
     about 0.3 ms less (``vae_mnist`` and ``vae_binarized_mnist``, alternating; apparently it had
     waited for ``device_put``'s copy). The train loop, which builds the next batch while a step
-    runs, hid that copy already: its steps/s did not change beyond the noise. A batch already on the devices (``data.on_device``)
-    is left where it is when it is split so, as ``device_put`` does. A mesh that spans several
-    processes keeps ``device_put`` as before: jit's handling of host arguments for shardings
-    beyond this process's devices has not been tried here.
+    runs, hid that copy already: its steps/s did not change beyond the noise. A batch already on
+    the devices (``data.on_device``) is left where it is when it is split so, as ``device_put``
+    does. A mesh that spans several processes keeps ``device_put`` as before: jit's handling of
+    host arguments for shardings beyond this process's devices has not been tried here.
     """
     sharded = batch_sharded(mesh)
     place_host_batch = jax.jit(_identity, in_shardings=sharded, out_shardings=sharded)
