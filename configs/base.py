@@ -1,12 +1,13 @@
 """Keys every experiment has; each experiment's config starts from ``get_base_config()``.
 
-Tests, tools and later features rely on these names: ``seed``, ``num_train_steps``, ``batch_size``
+Tests, tools and later features rely on these names: ``seed``, ``data_seed``, ``num_train_steps``, ``batch_size``
 (global), ``log_every_steps``, ``eval_every_steps``, ``checkpoint_every_steps``, ``data`` (with at least
 ``name`` and ``dir``), ``model``, ``optimizer`` and ``evaluation`` (sample-quality metrics in training
 and the best checkpoint; see ``get_evaluation_config``).
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_data_config(**overrides) -> ml_collections.ConfigDict:
@@ -55,7 +56,10 @@ def get_evaluation_config(**overrides) -> ml_collections.ConfigDict:
 def get_base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.family = "gan"  # gan | vae
-    config.seed = 0
+    config.seed = 0  # initialisation and every random draw of the model
+    # The order of the train examples (and dynamic binarisation); None = seed. K runs with different
+    # seeds and one data_seed see the same data stream.
+    config.data_seed = config_dict.placeholder(int)
     config.num_train_steps = 1000
     config.batch_size = 64  # global, over all devices
     config.eval_batch_size = 500

@@ -1,6 +1,7 @@
 """The train loop every family shares: data → compiled step → metrics, checkpoints and sample grids.
 
-A run is a pure function of its config: the batch of step ``s`` is ``batcher.batch(s)`` and every
+A run is a pure function of its config: the batch of step ``s`` is ``batcher.batch(s)`` (its
+examples fixed by ``config.data_seed``, by default ``config.seed``) and every
 random draw derives from ``config.seed`` and the step (``experiments.rng``), so a resumed run repeats
 the uninterrupted one bit for bit. Nothing the loop keeps in Python affects the numbers.
 """
@@ -71,6 +72,13 @@ def is_due(step: int, every: int, last_step: int) -> bool:
     return step == last_step or (every > 0 and step % every == 0)
 
 
+def data_seed(config) -> int:
+    """The seed of the train data's order: ``config.data_seed``, or ``config.seed`` when it is None
+    (or absent, in workdirs written before the key existed)."""
+    value = config.get("data_seed", None)
+    return config.seed if value is None else value
+
+
 def say(message: str) -> None:
     print(message, flush=True)
 
@@ -88,7 +96,7 @@ class Experiment:
         self.train_source = data.build_source(config.data, config.data.train_split)
         self.eval_source = data.build_eval_source(config.data, config.data.eval_split)
         self.host_batcher = data.build_batcher(
-            config.data, config.batch_size, config.seed, source=self.train_source
+            config.data, config.batch_size, data_seed(config), source=self.train_source
         )
         self.batcher = self.host_batcher  # or, below, its batches gathered on the devices
         self.root = rng.root_key(config.seed)

@@ -66,7 +66,8 @@ def default_model_config(**overrides) -> ml_collections.ConfigDict:
             # PyTorch's DCGAN example does, instead of drawing its own: one G forward pass less.
             shared_fakes=False,  # needs d_steps == 1
             ema_decay=0.0,  # EMA of the generator weights; 0 = off
-            ema_start_step=0,  # before this step the EMA copies the weights
+            ema_start_step=0,  # until this many updates the EMA copies the weights
+            ema_warmup=False,  # decay min(ema_decay, m / (m + 9)) for the m-th update after the start
             augment="",  # DiffAugment policy: comma-separated translation, cutout, color
             generator=default_network_config(),
             discriminator=default_network_config(norm="none"),

@@ -42,9 +42,9 @@ that treats examples independently: they refuse ``discriminator.norm='batch'``. 
 ``r1_interval = k > 1`` is computed only on every k-th D update (counted over the run), with weight
 ``k·γ/2`` (StyleGAN2's lazy regularisation); the logged ``r1_penalty`` is 0 on the others.
 
-EMA (``ema_decay > 0``): after each step, ``ema ← d·ema + (1 - d)·g`` over G's parameters *and* its
-batch-norm running averages (as BigGAN's), with ``d = 0`` (a copy) until ``ema_start_step``
-updates have been applied. Evaluation, grids and ``sample`` use the EMA generator when there is one.
+EMA (``ema_decay > 0``): after each step, ``experiments.ema`` (``ema_decay``, ``ema_start_step``,
+``ema_warmup``) over G's parameters *and* its batch-norm running averages (as BigGAN's): a copy
+until ``ema_start_step`` updates have been applied, then ``ema ← d·ema + (1 - d)·g``. Evaluation, grids and ``sample`` use the EMA generator when there is one.
 
 Data: images arrive in [0, 1] and are mapped to [-1, 1], samples mapped back; 2-D points stay in raw
 coordinates. Randomness derives from the step key with ``experiments.rng`` purposes
@@ -63,6 +63,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from experiments import ema as ema_lib
 from experiments import layers, optim, rng
 from experiments.data import toy_modes
 from experiments.data.embedded import TOY_2D_NAMES
@@ -134,6 +135,7 @@ class GANFamily:
         self.d_loop = model.d_loop
         self.ema_decay = model.ema_decay
         self.ema_start_step = model.ema_start_step
+        self.ema_warmup = bool(model.ema_warmup)
         self.augment_policy = augment.parse_policy(model.augment)
         self.regularizers = model.regularizers
         self.loss = losses.get_loss(model.loss)
@@ -422,10 +424,9 @@ class GANFamily:
         return g, {"g_loss": loss, **terms, "g_grad_norm": optax.tree.norm(grads)}
 
     def _update_ema(self, ema, g: Network, step: jax.Array):
-        if ema is None:
-            return None
-        decay = jnp.where(step > self.ema_start_step, self.ema_decay, 0.0).astype(jnp.float32)
-        return jax.tree.map(lambda e, x: decay * e + (1.0 - decay) * x, ema, g.variables())
+        return ema_lib.update(
+            ema, g.variables(), step, self.ema_decay, self.ema_start_step, self.ema_warmup
+        )
 
     def eval_step(self, state: GANState, batch, key):
         real = self.preprocess(batch["x"])
@@ -552,7 +553,8 @@ def check_config(config) -> None:
         f"config.batch_size={config.batch_size} must be a multiple of model.d_steps="
         f"{model.d_steps} (the batch holds d_steps D batches)",
     )
-    require(0.0 <= model.ema_decay < 1.0, "config.model.ema_decay must be in [0, 1)")
+    problem = ema_lib.check(model.ema_decay, model.ema_start_step)
+    require(problem is None, problem or "")
     require(reg.r1_interval >= 1, "config.model.regularizers.r1_interval must be >= 1")
     require(reg.weight_clip >= 0, "config.model.regularizers.weight_clip must be >= 0")
     penalties = [name for name in GRADIENT_PENALTIES if reg[name] > 0]

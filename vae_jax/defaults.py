@@ -38,7 +38,9 @@ def default_model_config(**overrides) -> ml_collections.ConfigDict:
             kl_warmup_start=0.0,  # the weight at step 0 of the warm-up
             kl_warmup_shape="linear",  # linear | cosine
             free_bits=0.0,  # nats per latent dimension (elbo objective only); 0 = off
-            ema_decay=0.0,  # > 0: evaluate and sample with an EMA of the parameters
+            ema_decay=0.0,  # > 0: evaluate and sample with an EMA of the parameters (experiments.ema)
+            ema_start_step=0,  # until this many updates the EMA copies the parameters
+            ema_warmup=True,  # decay min(ema_decay, m / (m + 9)) for the m-th update after the start
             # Evaluation.
             iwae_k_train_eval=0,  # k of the IWAE NLL in the engine's eval (eval/nll_iwae); 0 = off
             iwae_k_eval=5000,  # default k of evaluation_metrics (experiments.evaluate)

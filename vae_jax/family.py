@@ -35,9 +35,10 @@ their defaults):
     num_samples``); β follows ``kl_weight_schedule(step, weight=kl_weight, warmup_steps=
     kl_warmup_steps, start=kl_warmup_start, shape=kl_warmup_shape)`` (in the IWAE it multiplies
     log p(z) - log q(z) of each weight); ``free_bits`` λ nats per latent dimension (``'elbo'`` only).
-    ``ema_decay``: > 0 keeps an exponential moving average of the parameters (decay ``min(ema_decay,
-    (1 + step) / (10 + step))``) that eval, samples, grids and ``evaluation_metrics`` use; 0 keeps
-    none (``VAEState.ema_params`` is None) and they use the parameters.
+    ``ema_decay``: > 0 keeps an exponential moving average of the parameters (``experiments.ema``
+    with ``ema_start_step`` and ``ema_warmup``; by default decay ``min(ema_decay, n / (n + 9))``
+    after update ``n``) that eval, samples, grids and ``evaluation_metrics`` use; 0 keeps none
+    (``VAEState.ema_params`` is None) and they use the parameters.
     Evaluation: ``iwae_k_train_eval`` (> 0: ``eval_step`` also returns ``nll_iwae``, the IWAE bound
     with this k), ``iwae_k_eval`` (the default k of ``evaluation_metrics``, 5000).
 ``config.optimizer``
@@ -66,6 +67,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from experiments import ema as ema_lib
 from experiments import optim, rng
 from experiments.errors import ConfigError
 from vae_jax import likelihoods, networks, objectives
@@ -122,6 +124,8 @@ class VAEFamily:
         kl_warmup_shape: str = "linear",
         free_bits: float = 0.0,
         ema_decay: float = 0.0,
+        ema_start_step: int = 0,
+        ema_warmup: bool = True,
         output_bias_init: str = "data_mean",
         iwae_k_train_eval: int = 0,
         iwae_k_eval: int = 5000,
@@ -140,6 +144,8 @@ class VAEFamily:
         self.kl_warmup_shape = kl_warmup_shape
         self.free_bits = free_bits
         self.ema_decay = ema_decay
+        self.ema_start_step = ema_start_step
+        self.ema_warmup = ema_warmup
         self.output_bias_init = output_bias_init
         self.iwae_k_train_eval = iwae_k_train_eval
         self.iwae_k_eval = iwae_k_eval
@@ -346,14 +352,14 @@ class VAEFamily:
         return new_state, metrics
 
     def updated_ema(self, ema_params, params, step: jax.Array):
-        """The EMA after an update: ``decay * ema + (1 - decay) * params`` with ``decay =
-        min(ema_decay, (1 + step) / (10 + step))``. None with ``ema_decay == 0``: the state then
-        keeps no second copy of the parameters, which each step had to write (``bench/vae_mlp``:
-        0.05-0.5 ms of a 5 ms step, alternating in one process)."""
+        """The EMA after the update that follows ``step`` updates (``experiments.ema``). None with
+        ``ema_decay == 0``: the state then keeps no second copy of the parameters, which each step
+        had to write (``bench/vae_mlp``: 0.05-0.5 ms of a 5 ms step, alternating in one process)."""
         if self.ema_decay == 0:
             return None
-        decay = jnp.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
-        return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, params)
+        return ema_lib.update(
+            ema_params, params, step + 1, self.ema_decay, self.ema_start_step, self.ema_warmup
+        )
 
     def eval_step(self, state: VAEState, batch: dict, key: jax.Array) -> dict[str, jax.Array]:
         """Per-example negative ELBO (``loss``), its terms and, with ``iwae_k_train_eval = k > 0``,
@@ -479,13 +485,10 @@ class VAEFamily:
 
 def make(config) -> VAEFamily:
     """The VAE family a config describes (see the module docstring for the keys)."""
-    m = config.model
-    missing = sorted(key for key in default_model_config() if key not in m)
-    if missing:
-        raise ConfigError(
-            f"config.model lacks {', '.join(missing)}; start it from "
-            "vae_jax.family.default_model_config()"
-        )
+    # A workdir written before a key existed gets the key's documented default, which is the
+    # behaviour it was trained with (the same policy as the GAN family).
+    m = default_model_config()
+    m.update(config.model.to_dict())
     try:
         likelihood = likelihoods.make_likelihood(
             m.likelihood,
@@ -507,6 +510,7 @@ def make(config) -> VAEFamily:
             "free_bits applies to the elbo objective only",
         ),
         (0 <= float(m.ema_decay) < 1, f"ema_decay must be in [0, 1); got {m.ema_decay}"),
+        (int(m.ema_start_step) >= 0, f"ema_start_step must be >= 0; got {m.ema_start_step}"),
         (
             m.output_bias_init in OUTPUT_BIAS_INITS,
             f"output_bias_init={m.output_bias_init!r}; expected one of {OUTPUT_BIAS_INITS}",
@@ -553,6 +557,8 @@ def make(config) -> VAEFamily:
         kl_warmup_shape=m.kl_warmup_shape,
         free_bits=float(m.free_bits),
         ema_decay=float(m.ema_decay),
+        ema_start_step=int(m.ema_start_step),
+        ema_warmup=bool(m.ema_warmup),
         output_bias_init=m.output_bias_init,
         iwae_k_train_eval=int(m.iwae_k_train_eval),
         iwae_k_eval=int(m.iwae_k_eval),
