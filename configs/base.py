@@ -41,7 +41,7 @@ def get_evaluation_config(**overrides) -> ml_collections.ConfigDict:
             sample_batch_size=500,
             reference_split="",  # '' = data.eval_split
             feature_net="auto",  # auto | classifier | inception (auto: classifier for MNIST-format data)
-            inception_weights="",  # .npz of the TF-FID InceptionV3 weights (see the README)
+            inception_weights="",  # .npz of the TF-FID InceptionV3 weights (docs/evaluation.md)
             feature_batch_size=0,  # 0 = the feature net's default; results do not depend on it
             force_fid=False,  # compute FID with fewer samples than twice the feature dimension
             best_metric="",  # keep the best checkpoint in checkpoints_best/ by this eval metric

@@ -16,7 +16,7 @@ Command:
 Time on 2 CPU cores: 22 minutes (1314 s pinned to one core while another run used the other).
 On a CPU with glibc, ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python -m experiments.main ...``
 makes the step 90-103 → 80-84 ms: its 64.2 MB of temporaries are just more than
-``config.host_memory`` can keep (19 000 → 90-230 page faults per step; README, performance).
+``config.host_memory`` can keep (19 000 → 90-230 page faults per step; docs/performance.md).
 Expected result: measured with seed 0, 98.9% of 10 000 class-conditional samples (labels i mod 10)
 classified as the requested digit by the domain classifier; FID 2.30, intra-class FID 5.04,
 classifier score 9.79 (real data: 9.79), precision 0.71, recall 0.62 (floor FID 0.30).

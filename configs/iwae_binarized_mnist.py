@@ -11,14 +11,14 @@ Command::
 The in-training eval also reports ``eval/nll_iwae``, the k = 50 bound on the test set. One epoch is
 781 steps at batch 64 (each step decodes 64 x 50 latents); the run is 30 epochs.
 
-Time on 2 CPU cores (session 8, machine otherwise idle): 16.5 min for the 30 epochs (24 steps/s with
-a test eval and a checkpoint every epoch; peak RSS 1.4 GB), then 4.9 min for the k = 5000 NLL of
-all 10 000 test examples. Burda et al.'s 3280 epochs would take about 30 h here.
+Time on 2 CPU cores (2026-11-26, machine otherwise idle): 16.5 min for the 30 epochs (24 steps/s
+with a test eval and a checkpoint every epoch; peak RSS 1.4 GB), then 4.9 min for the k = 5000 NLL
+of all 10 000 test examples. Burda et al.'s 3280 epochs would take about 30 h here.
 Expected result, measured with seed 0: NLL (IWAE bound, k = 5000, all 10 000 test examples)
-89.83 ± 0.23 nats (the issue's target <= 87.0 is not reached; Burda et al.: 87.10 after 3280
+89.83 ± 0.23 nats (the target <= 87.0 is not reached; Burda et al.: 87.10 after 3280
 epochs); negative ELBO 102.16. Learning curve (k = 50 test bound by epoch): 112.03 (1), 96.98 (5),
 94.05 (10), 92.18 (20), 91.86 (30), still falling. (The first measurement, before the likelihood's
-terms were computed on flattened images in session 8, gave 89.78 ± 0.23 and 102.27 in about
+terms were computed on flattened images, gave 89.78 ± 0.23 and 102.27 in about
 65 min + 15 min on a shared machine.)
 """
 

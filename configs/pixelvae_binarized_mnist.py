@@ -21,11 +21,11 @@ examples (about 4.5 h for all 10 000, so it evaluates 1000 evenly spread ones, t
 ``vae_conv_binarized_mnist``), then FID/KID/IS/PR of 10 000 prior samples. On a CPU with glibc,
 ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python -m experiments.main ...`` makes the step 77-87 →
 57-62 ms: its 71 MB of temporaries are more than ``config.host_memory`` can keep (18 300 → 370
-page faults per step; README, performance).
+page faults per step; docs/performance.md).
 
 Expected result, measured with seed 0: NLL (IWAE bound, k = 5000, 1000 test examples evenly spread
 over the split) **81.20 ± 0.62 nats**, the best VAE in the repo (the conv VAE without the head:
-86.51 on the same examples; the issue's target for the best config: <= 85);
+86.51 on the same examples; the target for the best config: <= 85);
 negative ELBO 82.67 on the whole test set (reconstruction 71.87, KL 10.80: the latent still carries
 ~11 nats, the head models the local detail). Learning curve (test negative ELBO by epoch): 88.66
 (1), 86.03 (2), 84.04 (5), 83.01 (10), 82.75 (15), 82.67 (20); flat from ~epoch 15. Samples

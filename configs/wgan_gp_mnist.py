@@ -13,8 +13,8 @@ straight one bit for bit).
 On a CPU with glibc, start it as
 ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python -m experiments.main ...``: the step's 124 MB of
 temporaries are more than ``config.host_memory`` can keep, so each step maps them afresh; with 2 MB
-pages its 32 000 page faults per step drop to 160 and the step from 410-448 to 363-379 ms (README,
-performance; measured after the run above).
+pages its 32 000 page faults per step drop to 160 and the step from 410-448 to 363-379 ms
+(docs/performance.md; measured after the run above).
 Expected result: measured with seed 0, no NaN; recognisable digits of all ten classes: FID 18.4,
 classifier score 7.29 ± 0.10, precision 0.46, recall 0.79 (10 000 EMA samples against the MNIST test
 set; floor FID 0.30); 67.9% of samples classified with softmax >= 0.9 (test images: 98.4%). At 2000

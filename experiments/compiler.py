@@ -3,7 +3,7 @@
 jaxlib 0.10's XLA:CPU hands convolutions, matrix products and reductions to YNNPACK by default.
 There each convolution runs on one thread, while Eigen's convolutions use every core: on the
 2-core machine the DCGAN benchmark step (``configs/bench/dcgan28.py``) took 110 ms with
-YNNPACK's and 74.5 ms with Eigen's, compiled side by side (README, performance). ``'eigen'``
+YNNPACK's and 74.5 ms with Eigen's, compiled side by side (docs/performance.md). ``'eigen'``
 keeps YNNPACK for the matrix products and reductions and gives the convolutions back to Eigen;
 ``'default'`` leaves XLA's choice. Only XLA:CPU reads the option, and a jaxlib that does not know
 it compiles as before.

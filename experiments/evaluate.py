@@ -8,7 +8,7 @@ the top level (``fid``, ``kid_mean``, ``kid_std``, ``is_mean``, ``is_std``, ``pr
 ``recall``, ``density``, ``coverage``; ``accuracy``, ``intra_fid`` for conditional families; and
 whatever the family's ``evaluation_metrics`` adds), ``floor`` (the same metrics for real train
 images: the best any model can do under this protocol) and ``protocol``. See
-``experiments.evaluation.evaluator`` for the metric names and the README for the protocol.
+``experiments.evaluation.evaluator`` for the metric names and docs/evaluation.md for the protocol.
 
 Without ``--workdir``, ``--dataset NAME [--data_dir DIR]`` computes the real-data floor alone and
 prints it (or writes ``--output``).

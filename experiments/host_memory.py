@@ -4,7 +4,7 @@ XLA:CPU allocates each execution's temporary buffer (54 MB for the DCGAN benchma
 ``malloc`` on a worker thread and frees it at the end. glibc serves blocks over its mmap threshold
 (at most 32 MB) with a fresh ``mmap`` and returns them with ``munmap``, so every step faulted its
 14 000 pages in again and the kernel zeroed them: 27-37 ms of kernel time per step on the 2-core
-machine, a fifth of the step's CPU time (README, performance). ``'reuse'`` makes glibc serve
+machine, a fifth of the step's CPU time (docs/performance.md). ``'reuse'`` makes glibc serve
 blocks from its heaps (``M_MMAP_MAX = 0``), never trim them (``M_TRIM_THRESHOLD``) and never
 delete a thread's heap whose only block was freed (``M_TOP_PAD`` = 64 MB, which also reserves that
 much more address space, not memory, whenever a heap grows). So the buffer is reused warm, and
@@ -91,5 +91,5 @@ def huge_pages_advice(temp_bytes: int) -> str | None:
     return (
         f"the step's {temp_bytes / 2**20:.1f} MB of temporaries exceed the 64 MB that "
         f"config.host_memory can keep, so each step maps them afresh: start Python with "
-        f"GLIBC_TUNABLES={HUGE_PAGES} for fewer page faults (README, performance)"
+        f"GLIBC_TUNABLES={HUGE_PAGES} for fewer page faults (docs/performance.md)"
     )

@@ -35,7 +35,7 @@ def flatten_per_example(*arrays: jax.Array) -> jax.Array | tuple[jax.Array, ...]
     The log-probabilities compute their element-wise terms on these. On rank-4 one-channel images
     (``(n, 28, 28, 1)``), XLA:CPU's reduction of those terms through YNNPACK took 11.5 ms for
     3 200 images where the same sum over ``(n, 784)`` takes 0.6 ms: the IWAE step with 50 samples
-    went 56 -> 37 ms, a k = 5000 NLL evaluation 7.5 -> 5.3 s per 100 examples (README, performance).
+    went 56 -> 37 ms, a k = 5000 NLL evaluation 7.5 -> 5.3 s per 100 examples (docs/performance.md).
     """
     flat = tuple(a.reshape((a.shape[0], -1)) for a in arrays)
     return flat[0] if len(flat) == 1 else flat

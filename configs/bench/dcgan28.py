@@ -9,17 +9,17 @@ reference: ``model.shared_fakes``), with everything the reference does not do pi
 augmentation, extra D steps). Only the data differs: the embedded ``shapes`` images at 28 px, so the
 benchmark needs no data files (the step computes the same thing on any images in [0, 1]).
 
-Command (run the PyTorch side in the same session and compare ratios, never absolute times from
-different runs)::
+Command (run the PyTorch side alongside, alternating, and compare ratios, never absolute times
+from different runs)::
 
     python -m experiments.benchmark --config configs/bench/dcgan28.py --steps 50
     python ../shared/bench/torch_reference.py --model dcgan28
 
-Measured side by side, 2 threads each on the 2-core machine (README, performance): in session 8,
+Measured side by side, 2 threads each on the 2-core machine (docs/performance.md): on 2026-11-26,
 eight alternating rounds, this step 63.5-89.1 ms against PyTorch 2.13 eager's 80.6-97.2 ms, ratio
-0.67-1.11, median 0.78 (target 0.8); over the 24 rounds of sessions 6-8, median 0.78. Its matrix
-products alone (the benchmark's ``products_ms``) take 57.6-64.8 ms of it. One thread each
-(session 6): 117-129 ms against 147-150 ms. Compile 2.3-3.2 s. Before the host allocator kept
+0.67-1.11, median 0.78 (target 0.8); over all 24 rounds of that day, median 0.78. Its matrix
+products alone (the benchmark's ``products_ms``) take 57.6-64.8 ms of it. One thread each:
+117-129 ms against 147-150 ms. Compile 2.3-3.2 s. Before the host allocator kept
 XLA's per-step buffers (``config.host_memory``) the step took 80 ms (ratio 0.89); before Eigen
 convolutions (``config.cpu_convolutions``) and the col2im transposed convolution, 110 ms (ratio
 1.25); with Flax's ConvTranspose/Conv, 3.0-3.4 s per step on one core.

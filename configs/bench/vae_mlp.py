@@ -7,18 +7,18 @@ loss = mean over the batch of summed BCE + analytic KL, one posterior draw; Adam
 EMA. Only the data differs: the embedded ``shapes`` images at 28 px (white shapes on black), so the
 benchmark needs no data files (the step computes the same thing on any images in [0, 1]).
 
-Command (run the PyTorch side in the same session and compare ratios)::
+Command (run the PyTorch side alongside, alternating, and compare ratios)::
 
     python -m experiments.benchmark --config configs/bench/vae_mlp.py --steps 200
     python ../shared/bench/torch_reference.py --model vae_mlp
 
 The family's per-pixel decoder ``output_bias`` (784 parameters the reference lacks) is off
 (``output_bias_init='none'``), so the parameter count is the reference's.
-Measured side by side, 2 threads each on the 2-core machine (README, performance): in session 8,
+Measured side by side, 2 threads each on the 2-core machine (docs/performance.md): on 2026-11-26,
 six alternating rounds, this step 4.56-5.31 ms against PyTorch 2.13 eager's 7.05-10.20 ms, ratio
 0.51-0.75, median 0.58 (target 0.5, not met: the step's matrix products alone, ``products_ms``,
 take 3.24-3.53 ms and Adam 0.66-0.86 ms, which leaves almost nothing of half PyTorch's step for the
-rest; the README gives the figures). Compile 1.2-1.5 s.
+rest; docs/performance.md gives the figures). Compile 1.2-1.5 s.
 """
 
 from configs import base, vae_binarized_mnist

@@ -311,7 +311,7 @@ def load_weights(path: str | os.PathLike) -> dict:
         raise InceptionWeightsError(
             f"InceptionV3 weights file {path!r} not found. Convert pytorch-fid's "
             "pt_inception-2015-12-05-6726825d.pth to .npz (see experiments/evaluation/inception.py "
-            "and the README) and pass its path (--inception_weights or "
+            "and docs/evaluation.md) and pass its path (--inception_weights or "
             "config.evaluation.inception_weights)."
         )
     if path.endswith(".pth"):
