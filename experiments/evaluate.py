@@ -1,7 +1,14 @@
 """Evaluates a checkpoint: ``python -m experiments.evaluate --workdir DIR [--step S] [--best]
 [--num_samples 10000] [--metrics fid,kid,is,pr,dc,acc,ifid] [--reference_split test]
 [--feature_net auto|classifier|inception] [--inception_weights FILE.npz] [--seed 0] [--nofloor]
-[--iwae_k 5000] [--max_examples N]`` (the last two: a VAE's NLL estimate).
+[--family_options KEY=VALUE,...]``.
+
+``--metrics`` computes only what it names; without it, every metric the model has: the sample
+metrics and the family's own (a VAE's ``nll``: the IWAE estimate of the test NLL, which takes
+minutes at k = 5000). ``--family_options`` sets the family's evaluation options (a VAE:
+``iwae_k`` (default ``model.iwae_k_eval``), ``max_examples`` (N test examples evenly spread over
+the split; 0 = all), ``batch_size``). The samples are those ``experiments.sample --seed S --num N``
+writes for the same checkpoint (``experiments.sampling``).
 
 Writes ``DIR/eval/<step>.json`` (``DIR/eval/best_<step>.json`` with ``--best``): the metric keys at
 the top level (``fid``, ``kid_mean``, ``kid_std``, ``is_mean``, ``is_std``, ``precision``,
@@ -29,7 +36,10 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest
 _BEST = flags.DEFINE_bool("best", False, "Evaluate the checkpoint kept in checkpoints_best/.")
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 10_000, "Generated samples.")
 _METRICS = flags.DEFINE_string(
-    "metrics", "fid,kid,is,pr,dc,acc,ifid", "Comma-separated metric names."
+    "metrics",
+    "",
+    "Comma-separated metric names: fid,kid,is,pr,dc,acc,ifid and the family's own (a VAE: nll); "
+    "'' = all of them.",
 )
 _REFERENCE_SPLIT = flags.DEFINE_string(
     "reference_split", "", "Real split to compare with ('' = the config's data.eval_split)."
@@ -48,11 +58,10 @@ _SAMPLE_BATCH_SIZE = flags.DEFINE_integer("sample_batch_size", 500, "Samples per
 _FEATURE_BATCH_SIZE = flags.DEFINE_integer(
     "feature_batch_size", 0, "Images per feature-net call (0 = its default)."
 )
-_IWAE_K = flags.DEFINE_integer(
-    "iwae_k", None, "A VAE's importance samples per test example (default: model.iwae_k_eval)."
-)
-_MAX_EXAMPLES = flags.DEFINE_integer(
-    "max_examples", None, "A VAE's NLL on this many test examples, evenly spread (default: all)."
+_FAMILY_OPTIONS = flags.DEFINE_string(
+    "family_options",
+    "",
+    "The family's evaluation options, KEY=VALUE,... (a VAE: iwae_k, max_examples, batch_size).",
 )
 _FLOOR = flags.DEFINE_bool("floor", True, "Also compute the real-data floor.")
 _FORCE_FID = flags.DEFINE_bool(
@@ -75,11 +84,11 @@ def evaluation_settings(config):
     return settings
 
 
-def make_options(settings, reference_split: str):
+def make_options(settings, reference_split: str, family=None):
     from experiments.evaluation import cache, evaluator
 
     return evaluator.EvalOptions(
-        metrics=evaluator.parse_metrics(_METRICS.value),
+        metrics=evaluator.parse_metrics(_METRICS.value, family),
         num_samples=_NUM_SAMPLES.value,
         reference_split=reference_split,
         feature_net=_FEATURE_NET.value or settings.feature_net,
@@ -90,8 +99,7 @@ def make_options(settings, reference_split: str):
         feature_batch_size=_FEATURE_BATCH_SIZE.value or None,
         floor=_FLOOR.value,
         force_fid=_FORCE_FID.value,
-        iwae_k=_IWAE_K.value,
-        max_examples=_MAX_EXAMPLES.value,
+        family_options=evaluator.parse_family_options(_FAMILY_OPTIONS.value, family),
     )
 
 
@@ -119,7 +127,7 @@ def load_best(workdir: Path):
 
 
 def evaluate_workdir(workdir: Path) -> tuple[dict, Path]:
-    from experiments import rng
+    from experiments import rng, sampling
     from experiments import workdir as workdir_lib
     from experiments.evaluation import evaluator
 
@@ -129,18 +137,24 @@ def evaluate_workdir(workdir: Path) -> tuple[dict, Path]:
         experiment, state, step = workdir_lib.load_experiment(workdir, _STEP.value)
     config = experiment.config
     reference_split = _REFERENCE_SPLIT.value or config.data.eval_split
-    options = make_options(evaluation_settings(config), reference_split)
-    key = rng.purpose_key(rng.root_key(options.seed), "evaluate")
+    options = make_options(evaluation_settings(config), reference_split, experiment.family)
+    family_key = rng.purpose_key(rng.purpose_key(rng.root_key(options.seed), "evaluate"), "family")
     eval_source = experiment.eval_source if reference_split == config.data.eval_split else None
     report = evaluator.evaluate(
-        experiment.family, state, config.data, options, key, eval_source=eval_source
+        experiment.family,
+        state,
+        config.data,
+        options,
+        sampling.sample_key(options.seed),
+        eval_source=eval_source,
+        family_key=family_key,
     )
     report["protocol"].update(
         workdir=str(workdir.absolute()),
         step=step,
         checkpoint="checkpoints_best" if _BEST.value else "checkpoints",
         in_training=False,
-        sample_key="purpose_key(root_key(seed), 'evaluate')",
+        sample_key="purpose_key(root_key(seed), 'samples')",
         command=" ".join(["python -m experiments.evaluate", *sys.argv[1:]]),
     )
     name = f"best_{step}.json" if _BEST.value else f"{step}.json"
