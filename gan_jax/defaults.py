@@ -2,7 +2,8 @@
 and ``experiments.optim``'s defaults, so configs stay cheap to load).
 
 Every key a GAN config may set exists here, so that any of them can be overridden on the command line
-(``--config.model.regularizers.r1=10``); ``gan_jax.family`` documents what each one does.
+(``--config.model.regularizers.r1=10``); ``gan_jax.config`` lists the keys the family reads, and
+``gan_jax.family`` and ``gan_jax.updates`` document what they do.
 """
 
 from __future__ import annotations

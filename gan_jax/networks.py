@@ -1,6 +1,6 @@
 """Generators and discriminators, built from explicit keyword arguments.
 
-Architectures (``model.architecture``):
+Architectures (``architecture``; ``model.architecture`` of a config):
 
 - ``mlp``: for 2-D toys. G: z → MLP(features) → Dense(data_dim) (linear output, raw coordinates);
   D: x → MLP(features) → activation → head.
@@ -30,7 +30,8 @@ iteration runs only when ``update_stats`` is True (see ``gan_jax.spectral``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -415,42 +416,111 @@ class ResNetDiscriminator(nn.Module):
         )
 
 
-# -- building from a config ------------------------------------------------------------------------
+# -- building from explicit arguments --------------------------------------------------------------
+
+ARCHITECTURES = ("mlp", "dcgan", "resnet")
+G_NORMS = {"mlp": ("none", "batch"), "dcgan": ("batch", "none"), "resnet": ("batch",)}
 
 
-def build_networks(model) -> tuple[nn.Module, nn.Module]:
-    """``(generator, discriminator)`` for a ``config.model`` (see ``gan_jax.defaults``).
+def build_generator(
+    architecture: str,
+    *,
+    features: Sequence[int],
+    weight_init: str,
+    norm: str,
+    image_size: int = 28,
+    channels: int = 1,
+    data_dim: int = 2,
+    activation: str = "relu",
+    num_classes: int = 0,
+    conditioning: str = "none",
+    embedding_dim: int = 32,
+) -> nn.Module:
+    """The generator of ``architecture``: ``image_size`` and ``channels`` are read by the image
+    architectures, ``data_dim`` and ``activation`` by ``mlp``.
 
     Raises:
         ValueError: an unknown architecture.
     """
-    g, d = model.generator, model.discriminator
-    shared = dict(num_classes=model.num_classes)
-    g_common = dict(
-        features=tuple(g.features),
-        weight_init=g.weight_init,
-        conditioning=g.conditioning,
-        embedding_dim=g.embedding_dim,
-        **shared,
+    common = dict(
+        features=tuple(features),
+        weight_init=weight_init,
+        norm=norm,
+        num_classes=num_classes,
+        conditioning=conditioning,
+        embedding_dim=embedding_dim,
     )
-    d_common = dict(
-        features=tuple(d.features),
-        weight_init=d.weight_init,
-        norm=d.norm,
-        sn_iterations=d.sn_iterations,
-        conditioning=d.conditioning,
-        **shared,
-    )
-    image = dict(image_size=model.image_size, channels=model.channels)
-    if model.architecture == "mlp":
-        return (
-            MLPGenerator(data_dim=model.data_dim, activation=g.activation, norm=g.norm, **g_common),
-            MLPDiscriminator(activation=d.activation, **d_common),
-        )
-    if model.architecture == "dcgan":
-        return DCGANGenerator(norm=g.norm, **image, **g_common), DCGANDiscriminator(**d_common)
-    if model.architecture == "resnet":
-        return ResNetGenerator(norm=g.norm, **image, **g_common), ResNetDiscriminator(**d_common)
+    if architecture == "mlp":
+        return MLPGenerator(data_dim=data_dim, activation=activation, **common)
+    image = dict(image_size=image_size, channels=channels)
+    if architecture == "dcgan":
+        return DCGANGenerator(**image, **common)
+    if architecture == "resnet":
+        return ResNetGenerator(**image, **common)
     raise ValueError(
-        f"unknown architecture {model.architecture!r}; expected one of mlp, dcgan, resnet"
+        f"unknown architecture {architecture!r}; expected one of {list(ARCHITECTURES)}"
     )
+
+
+def build_discriminator(
+    architecture: str,
+    *,
+    features: Sequence[int],
+    weight_init: str,
+    norm: str,
+    activation: str = "relu",
+    sn_iterations: int = 1,
+    num_classes: int = 0,
+    conditioning: str = "none",
+) -> nn.Module:
+    """The discriminator of ``architecture`` (``activation``: ``mlp`` only).
+
+    Raises:
+        ValueError: an unknown architecture.
+    """
+    common = dict(
+        features=tuple(features),
+        weight_init=weight_init,
+        norm=norm,
+        sn_iterations=sn_iterations,
+        num_classes=num_classes,
+        conditioning=conditioning,
+    )
+    if architecture == "mlp":
+        return MLPDiscriminator(activation=activation, **common)
+    if architecture == "dcgan":
+        return DCGANDiscriminator(**common)
+    if architecture == "resnet":
+        return ResNetDiscriminator(**common)
+    raise ValueError(
+        f"unknown architecture {architecture!r}; expected one of {list(ARCHITECTURES)}"
+    )
+
+
+def build_networks(
+    architecture: str,
+    *,
+    generator: Mapping[str, Any],
+    discriminator: Mapping[str, Any],
+    image_size: int = 28,
+    channels: int = 1,
+    data_dim: int = 2,
+    num_classes: int = 0,
+) -> tuple[nn.Module, nn.Module]:
+    """``(generator, discriminator)`` of ``architecture``: ``generator`` and ``discriminator`` hold
+    the other keyword arguments of ``build_generator`` and ``build_discriminator`` (``features``,
+    ``weight_init``, ``norm``, ...); the data shape and ``num_classes`` are shared.
+
+    Raises:
+        ValueError: an unknown architecture.
+    """
+    g = build_generator(
+        architecture,
+        image_size=image_size,
+        channels=channels,
+        data_dim=data_dim,
+        num_classes=num_classes,
+        **generator,
+    )
+    d = build_discriminator(architecture, num_classes=num_classes, **discriminator)
+    return g, d

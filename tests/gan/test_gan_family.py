@@ -12,6 +12,7 @@ import pytest
 from configs import base
 from experiments import rng
 from experiments.errors import ConfigError
+from experiments.optim import default_optimizer_config
 from gan_jax import family as gan_family
 from gan_jax.defaults import default_model_config, default_optimizers_config
 
@@ -63,7 +64,7 @@ def run_steps(setup, batch, num):
 @pytest.fixture(scope="module")
 def conditional():
     """Projection D with spectral norm, CBN generator, EMA from step 2, lazy R1 every 2 D updates,
-    DiffAugment, 2 D updates per step."""
+    DiffAugment, 2 D updates per step (tests/gan/test_gan_updates.py checks lazy R1 exactly)."""
     config = tiny_config(
         batch_size=2 * BATCH,
         num_classes=3,
@@ -95,13 +96,8 @@ def test_metrics_are_finite_float32_scalars(conditional):
             assert np.isfinite(value), name
     assert int(conditional.final.step) == 3 and conditional.final.step.dtype == jnp.int32
     assert conditional.train_step._cache_size() == 1
-
-
-def test_lazy_r1_runs_on_every_second_d_update(conditional):
-    # 2 D updates per step: counts 0,1 | 2,3 | 4,5 → R1 on one of the two in every step; the
-    # logged value is the mean over the step's D updates, so half the penalty.
-    values = [metrics["r1_penalty"] for metrics in conditional.history]
-    assert all(value > 0 for value in values)
+    # R1 on one of the two D updates of every step (counts 0,1 | 2,3 | 4,5).
+    assert all(metrics["r1_penalty"] > 0 for metrics in conditional.history)
     assert "gradient_penalty" not in conditional.history[0]
 
 
@@ -202,37 +198,64 @@ def test_data_shape_mismatch_is_a_config_error():
 @pytest.mark.parametrize("num_classes", [0, 3])
 def test_shared_fakes_equal_a_fresh_forward_pass_on_the_d_updates_latents(num_classes):
     """With ``shared_fakes`` the G update reuses the D update's forward pass; its result equals a
-    G update that re-runs G on the D update's latents and labels through the updated D."""
+    G update computed here by hand: G re-run on the D update's latents and labels, through the
+    updated D, with the non-saturating loss (both optimisers SGD with learning rate 1, so an update
+    is ``params - gradient``). The D update is checked by hand the same way."""
     conditioning = {}
     if num_classes:
         conditioning = {"generator.conditioning": "cbn", "discriminator.conditioning": "projection"}
     config = tiny_config(shared_fakes=True, num_classes=num_classes, **conditioning)
+    sgd = default_optimizer_config(name="sgd", learning_rate=1.0)
+    config.optimizer = default_optimizers_config(
+        generator=sgd, discriminator=sgd.copy_and_resolve_references()
+    )
     batch = image_batch(num_classes=max(num_classes, 1))
     setup = build(config, batch)
-    fam, state, key = setup.fam, setup.state, jax.random.key(7)
+    state, key = setup.state, jax.random.key(7)
     new_state, _ = setup.train_step(state, batch, key)
+    generator, discriminator = setup.fam.nets.generator, setup.fam.nets.discriminator
 
-    real = fam.preprocess(jnp.asarray(batch["x"]))
+    real = jnp.asarray(batch["x"]) * 2 - 1
     labels = jnp.asarray(batch["label"]) if num_classes else None
     d_key = jax.random.fold_in(rng.purpose_key(key, "d_step"), 0)
-    d, _ = fam._d_update(state.generator, state.discriminator, real, labels, d_key, state.step)
-    z = fam.latents(d_key, BATCH)
+    z = rng.normal_per_example(rng.purpose_key(d_key, "latent"), (BATCH, 3))
     g = state.generator
 
-    def loss_fn(params):
-        fake, collections = gan_family.run(
-            fam.generator, params, g.collections, z, labels, train=True, mutable=True
-        )
-        return fam._g_loss(d, fake, labels)[0], collections
+    def generate(params):
+        variables = {"params": params, **g.collections}
+        return generator.apply(variables, z, labels, train=True, mutable=["batch_stats"])
 
-    (_, collections), grads = jax.value_and_grad(loss_fn, has_aux=True)(g.params)
-    expected, _ = fam._apply_g_gradients(g, grads, collections, 0.0, {})
-    for got, want in zip(
-        jax.tree.leaves(new_state.generator), jax.tree.leaves(expected), strict=True
-    ):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    for got, want in zip(jax.tree.leaves(new_state.discriminator), jax.tree.leaves(d), strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    def logits(d_params, x):  # D has no variables besides its parameters here
+        return discriminator.apply({"params": d_params}, x, labels, train=True)[0]
+
+    def d_loss(d_params, fake):
+        real_logits, fake_logits = logits(d_params, real), logits(d_params, fake)
+        return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
+
+    @jax.jit
+    def oracle(g_params, d_params):
+        fake, _ = generate(g_params)
+        d_grads = jax.grad(d_loss)(d_params, fake)
+        expected_d = jax.tree.map(lambda p, grad: p - grad, d_params, d_grads)
+
+        def g_loss(params):
+            fake, collections = generate(params)
+            return jnp.mean(jax.nn.softplus(-logits(expected_d, fake))), collections
+
+        g_grads, collections = jax.grad(g_loss, has_aux=True)(g_params)
+        expected_g = jax.tree.map(lambda p, grad: p - grad, g_params, g_grads)
+        return expected_d, expected_g, collections
+
+    expected_d, expected_g, collections = oracle(g.params, state.discriminator.params)
+    assert state.discriminator.collections == {}
+    pairs = [
+        (new_state.discriminator.params, expected_d),
+        (new_state.generator.params, expected_g),
+        (new_state.generator.collections, collections),
+    ]
+    for got_tree, want_tree in pairs:
+        for got, want in zip(jax.tree.leaves(got_tree), jax.tree.leaves(want_tree), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_shared_fakes_need_one_d_step():
@@ -245,7 +268,7 @@ def test_a_config_without_newer_model_keys_gets_their_defaults():
     config = tiny_config().to_dict()
     del config["model"]["shared_fakes"], config["model"]["regularizers"]
     fam = gan_family.make(ml_collections.ConfigDict(config).lock())
-    assert fam.shared_fakes is False and fam.regularizers.r1 == 0.0
+    assert fam.hp.shared_fakes is False and fam.hp.r1 == 0.0
 
 
 def test_scanned_d_updates_equal_the_unrolled_ones(conditional):

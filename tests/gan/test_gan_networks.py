@@ -117,3 +117,48 @@ def test_batch_norm_running_averages_only_change_in_train_mode():
     before, after = jax.tree.leaves(variables["batch_stats"]), jax.tree.leaves(updates)
     assert any(not np.allclose(a, b) for a, b in zip(before, after, strict=True))
     g.apply(variables, z, train=False)  # no mutable collection needed in eval mode
+
+
+def test_build_networks_from_explicit_arguments():
+    g, d = networks.build_networks(
+        "dcgan",
+        image_size=16,
+        channels=3,
+        num_classes=4,
+        generator=dict(
+            features=[8, 4], weight_init="xavier", norm="batch", conditioning="cbn", embedding_dim=7
+        ),
+        discriminator=dict(
+            features=(4, 8), weight_init="xavier", norm="spectral", conditioning="projection"
+        ),
+    )
+    assert g == networks.DCGANGenerator(
+        image_size=16,
+        channels=3,
+        features=(8, 4),
+        weight_init="xavier",
+        norm="batch",
+        num_classes=4,
+        conditioning="cbn",
+        embedding_dim=7,
+    )
+    assert d == networks.DCGANDiscriminator(
+        features=(4, 8),
+        norm="spectral",
+        weight_init="xavier",
+        num_classes=4,
+        conditioning="projection",
+    )
+    mlp = networks.build_generator(
+        "mlp", features=(5,), weight_init="default", norm="none", data_dim=3, activation="tanh"
+    )
+    assert mlp == networks.MLPGenerator(
+        data_dim=3, features=(5,), activation="tanh", weight_init="default", norm="none"
+    )
+    resnet = networks.build_discriminator(
+        "resnet", features=(4,), weight_init="xavier", norm="none"
+    )
+    assert isinstance(resnet, networks.ResNetDiscriminator) and resnet.norm == "none"
+    for build in (networks.build_generator, networks.build_discriminator):
+        with pytest.raises(ValueError, match="unknown architecture 'vit'"):
+            build("vit", features=(4,), weight_init="default", norm="none")

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments import rng
 from experiments.layers import DownConv
 from gan_jax import regularizers, spectral
 
@@ -33,6 +34,11 @@ def finite_difference_norms(critic, x):
     return np.linalg.norm(grads, axis=1)
 
 
+def uniforms(key, num):
+    """The documented per-example draws: U[0, 1) from ``fold_in(key, i)`` for example i."""
+    return np.array([float(jax.random.uniform(k, ())) for k in rng.example_keys(key, num)])
+
+
 @pytest.fixture
 def points():
     rs = np.random.RandomState(1)
@@ -55,7 +61,8 @@ def test_gradient_penalty_matches_finite_differences(points, one_sided):
     real, fake = points
     key = jax.random.key(3)
     penalty = regularizers.gradient_penalty(critic, real, fake, key, one_sided=one_sided)
-    interpolates = regularizers.interpolate(real, fake, key)
+    eps = uniforms(key, BATCH)[:, None]
+    interpolates = eps * np.asarray(real) + (1 - eps) * np.asarray(fake)
     gap = finite_difference_norms(critic, interpolates) - 1.0
     if one_sided:
         gap = np.maximum(gap, 0.0)
@@ -91,10 +98,18 @@ def test_dragan_points_and_penalty(points):
     critic = make_critic(4)
     real, _ = points
     key = jax.random.key(5)
+    # The documented points, drawn here: x + 0.5·std(x)·U[0, 1) per coordinate (noise keys of
+    # purpose 'noise'), then interpolated towards x with one α ~ U[0, 1) per example ('alpha').
+    noise_keys = rng.example_keys(rng.purpose_key(key, "noise"), BATCH)
+    noise = np.stack([np.asarray(jax.random.uniform(k, (DIM,))) for k in noise_keys])
+    x = np.asarray(real, np.float64)
+    alpha = uniforms(rng.purpose_key(key, "alpha"), BATCH)[:, None]
+    expected_points = alpha * x + (1 - alpha) * (x + 0.5 * x.std() * noise)
     perturbed = np.asarray(regularizers.dragan_perturb(real, key, scale=0.5))
-    offset = perturbed - np.asarray(real)
-    assert np.all(offset >= 0) and np.all(offset <= 0.5 * float(jnp.std(real)) + 1e-6)
-    expected = np.mean((finite_difference_norms(critic, perturbed) - 1.0) ** 2)
+    np.testing.assert_allclose(perturbed, expected_points, rtol=1e-5, atol=1e-6)
+    offset = perturbed - x
+    assert np.all(offset >= 0) and np.all(offset <= 0.5 * x.std() + 1e-6)
+    expected = np.mean((finite_difference_norms(critic, expected_points) - 1.0) ** 2)
     penalty = regularizers.dragan_penalty(critic, real, key, scale=0.5)
     np.testing.assert_allclose(float(penalty), expected, rtol=5e-3)
 
