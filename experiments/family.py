@@ -26,19 +26,17 @@ Optional members, used when present:
 ``summarize_eval(averages) -> dict[str, float]``
     Extra eval metrics computed from the split-wide averages of ``eval_step``'s per-example metrics
     (e.g. how many modes have at least 1% of the samples).
-``sample_labels(key, num) -> labels | None``
-    The ``(num,)`` int32 class labels a conditional model's ``sample`` draws when given none (each
-    from its example's own key); None for an unconditional model. ``experiments.sample`` uses it to
-    tell conditional models apart, to draw the labels it saves, and (with an optional integer
-    attribute ``num_classes``) to check ``--labels``. Without it a model counts as unconditional.
-``evaluation_metrics(state, eval_source, key, options) -> dict[str, float]``
-    Metrics of the family's own (e.g. a VAE's IWAE negative log-likelihood) that
-    ``python -m experiments.evaluate`` merges into its report next to FID and the rest (the train
-    loop's in-training sample metrics do not call it). ``eval_source`` is the reference split (``experiments.data`` source),
-    ``key`` a key for the family's own draws, ``options`` the ``EvalOptions`` of
-    ``experiments.evaluation.evaluator`` (``num_samples``, ``seed``, ...). Called eagerly (not
-    under ``jit``); values are scalars (or JSON-able). Called for every family, images or not.
-``conditional`` (attribute, default False)
+``evaluation_metric_names``, ``evaluation_options``, ``evaluation_metrics(state, eval_source, key,
+options) -> dict[str, float]``
+    Metrics of the family's own (e.g. a VAE's IWAE negative log-likelihood, named ``'nll'``) that
+    ``python -m experiments.evaluate`` merges into its report next to FID and the rest, computed
+    when ``--metrics`` names one of ``evaluation_metric_names`` (or is not given).
+    ``evaluation_options`` is a dict of the options with their defaults (the command's
+    ``--family_options KEY=VALUE`` override them, converted to the default's type); ``options`` is
+    that dict. ``eval_source`` is the reference split (``experiments.data`` source), ``key`` a key
+    for the family's own draws. Called eagerly (not under ``jit``); values are scalars (or
+    JSON-able). Called for every family, images or not.
+``conditional`` and ``num_classes`` (attributes, default False and absent)
     True when ``sample`` honours ``labels``: evaluation then requests balanced labels
     (``i % num_classes``) and adds the label accuracy and the intra-class FID.
 

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import ema as ema_lib
-from experiments import rng
+from experiments import rng, sampling
 from experiments.errors import ConfigError
 from gan_jax import config as gan_config
 from gan_jax import toy, updates
@@ -214,12 +214,13 @@ class GANFamily:
     def sample(self, state: GANState, key, num: int, labels=None):
         """``num`` samples of the (EMA) generator, each from its own latent (``fold_in(key, i)``).
 
-        Conditional models use ``labels`` ((num,) int32) or, when None, ``sample_labels(key, num)``;
-        unconditional ones ignore ``labels``."""
+        Conditional models use ``labels`` ((num,) int32) or, when None, the engine's one default
+        (``experiments.sampling.default_labels``: ``i % num_classes``); unconditional ones ignore
+        ``labels``."""
         if not self.conditional:
             labels = None
         elif labels is None:
-            labels = self.sample_labels(key, num)
+            labels = jnp.asarray(sampling.default_labels(num, self.num_classes))
         return self.postprocess(self._generate(state, key, num, labels))
 
     def grids(self, state: GANState, batch, key):

@@ -11,7 +11,9 @@ evaluation_metrics`` (the optional family hook of ``experiments.evaluate``) call
 so every number depends only on ``key``, the example and ``k``: not on the batch size, on how the k
 samples are chunked, or on which other examples are evaluated. The k samples are processed in chunks
 of at most ``chunk`` (``max_elements`` decoder outputs per chunk bound the memory) inside one
-compiled loop per batch, with a streaming log-sum-exp.
+compiled loop per batch, with a streaming log-sum-exp. The weights of a chunk come from
+``vae_jax.updates.log_weights``, the estimator the IWAE objective and ``eval_step`` use, and the
+bound from ``vae_jax.objectives.iwae_bound``.
 
 Returned (plain floats, nats per example unless stated): ``nll_iwae`` (-mean log p̂, positive),
 ``nll_iwae_stderr`` (std of -log p̂_n over the examples / sqrt(N)), ``nll_iwae_k``, ``elbo`` (with the
@@ -33,7 +35,7 @@ import numpy as np
 
 from experiments import batched, data, rng
 from experiments.errors import ConfigError
-from vae_jax import objectives
+from vae_jax import objectives, updates
 
 DEFAULT_BATCH_SIZE = 100
 DEFAULT_MAX_ELEMENTS = 2**24  # decoder output values per chunk (64 MiB of float32)
@@ -70,29 +72,27 @@ def batch_estimates(
     """``(log p̂(x) (batch,), reconstruction (batch,), kl (batch,))`` of one batch whose first example
     is example ``offset`` of the split (see the module docstring)."""
     batch = x.shape[0]
-    mean, logvar = family.encode(params, x, labels)
-    std = jnp.exp(0.5 * logvar)
+    model, likelihood = family.model, family.likelihood
+    posterior = updates.encode(params, x, labels, model=model)
     example_keys = rng.example_keys(key, batch, offset)
-    repeated_x = jnp.repeat(x, chunk, axis=0)
-    context = family.context(params, x, repeats=chunk)  # once per image, for all its samples
-    repeated_labels = None if labels is None else jnp.repeat(labels, chunk, axis=0)
+    # The images, labels and context once per batch, for all the chunks' samples.
+    targets = updates.repeated_targets(params, x, labels, chunk, model=model)
     num_chunks = math.ceil(k / chunk)
 
     def one_chunk(carry, chunk_index):
         indices = chunk_index * chunk + jnp.arange(chunk, dtype=jnp.uint32)
         eps = sample_noise(example_keys, indices, family.latent_dim)
-        z = mean[:, None, :] + std[:, None, :] * eps
-        output = family.decode(params, z.reshape((batch * chunk, -1)), repeated_labels, context)
-        log_px = family.likelihood.log_prob(output, repeated_x).reshape((batch, chunk))
-        log_w = objectives.importance_log_weights(log_px, z, mean, logvar)
+        log_w, log_px = updates.log_weights(
+            params, posterior, eps, targets, model=model, likelihood=likelihood
+        )
         valid = (indices < k)[None, :]
         chunk_lse = jax.nn.logsumexp(jnp.where(valid, log_w, -jnp.inf), axis=1)
         return carry, (chunk_lse, jnp.sum(jnp.where(valid, log_px, 0.0), axis=1))
 
     _, (lses, log_px_sums) = jax.lax.scan(one_chunk, None, jnp.arange(num_chunks, dtype=jnp.uint32))
-    log_px_hat = jax.nn.logsumexp(lses, axis=0) - math.log(k)
+    log_px_hat = objectives.iwae_bound(lses, k=k, axis=0)  # chunks: lse of lses = lse of all
     reconstruction = -jnp.sum(log_px_sums, axis=0) / k
-    return log_px_hat, reconstruction, objectives.gaussian_kl(mean, logvar)
+    return log_px_hat, reconstruction, objectives.gaussian_kl(*posterior)
 
 
 @functools.lru_cache(maxsize=16)

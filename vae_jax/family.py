@@ -7,6 +7,12 @@ likelihood.
 N(mean(x), diag(exp(logvar(x)))), p(z) = N(0, I), p(x | z) from the decoder; reparameterised
 posterior draws, analytic KL.
 
+One home per piece: ``vae_jax.config`` fills missing keys with their defaults and checks them
+(``ConfigError``); ``vae_jax.updates`` holds the losses, the IWAE estimator and the update as pure
+functions, which ``VAEFamily`` wires; ``vae_jax.objectives`` the formulas (reparameterisation, KL,
+bounds); ``vae_jax.networks`` and ``vae_jax.likelihoods`` the model; ``vae_jax.evaluation`` the
+test-set metrics.
+
 Config keys read (``vae_jax.defaults.default_model_config``, re-exported here, lists them with
 their defaults):
 
@@ -60,21 +66,19 @@ batch is split over devices; prior samples use ``purpose_key(key, 'prior')``;
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
-from flax import struct
 
-from experiments import ema as ema_lib
-from experiments import optim, rng
+from experiments import optim, rng, sampling
 from experiments.errors import ConfigError
-from vae_jax import likelihoods, networks, objectives
+from vae_jax import config as vae_config
+from vae_jax import likelihoods, networks, objectives, updates
+from vae_jax.config import Hyperparameters
 from vae_jax.defaults import default_model_config
+from vae_jax.updates import VAEState
 
-OBJECTIVES = ("elbo", "iwae")
-OUTPUT_BIAS_INITS = ("data_mean", "zeros", "none")
 NUM_RECONSTRUCTIONS = 32  # inputs shown (each next to its reconstruction) in the grid
 NUM_PRIOR_SAMPLES = 64
 SAMPLES_PER_CLASS = 10  # conditional prior-sample grid: one row per class
@@ -82,29 +86,15 @@ GRID_STEPS = 10  # images per interpolation / traversal row
 MAX_GRID_ROWS = 10  # interpolation pairs and traversed dimensions
 TRAVERSAL_RANGE = 3.0  # traversals sweep z_j over [-3, 3]
 
-__all__ = ["VAEFamily", "VAEState", "default_model_config", "make"]
-
-
-@struct.dataclass
-class VAEState:
-    """The whole train state: one pytree."""
-
-    step: jax.Array  # int32 scalar: updates applied so far
-    params: Any
-    opt_state: Any
-    ema_params: Any  # the EMA of params, or None when ema_decay == 0
-
-    @property
-    def eval_params(self):
-        """The parameters eval, samples, grids and evaluation use: the EMA when one is kept."""
-        return self.params if self.ema_params is None else self.ema_params
+__all__ = ["Hyperparameters", "VAEFamily", "VAEState", "default_model_config", "make"]
 
 
 class VAEFamily:
     """The functions of ``experiments.family.Family`` for one VAE config.
 
-    Holds only static things (the Flax module, the optax transformation, the likelihood, shapes and
-    weights); all mutable quantities live in ``VAEState``.
+    Holds only static things (the Flax module, the optax transformation, the likelihood, the image
+    shape and the ``Hyperparameters``); all mutable quantities live in ``VAEState``. The losses and
+    the update are the pure functions of ``vae_jax.updates``, which this class wires.
     """
 
     def __init__(
@@ -113,42 +103,29 @@ class VAEFamily:
         optimizer: optax.GradientTransformation,
         *,
         image_shape: tuple[int, int, int],
-        latent_dim: int,
         likelihood: likelihoods.Likelihood | None = None,
-        num_classes: int = 0,
-        objective: str = "elbo",
-        num_samples: int = 1,
-        kl_weight: float = 1.0,
-        kl_warmup_steps: int = 0,
-        kl_warmup_start: float = 0.0,
-        kl_warmup_shape: str = "linear",
-        free_bits: float = 0.0,
-        ema_decay: float = 0.0,
-        ema_start_step: int = 0,
-        ema_warmup: bool = True,
-        output_bias_init: str = "data_mean",
-        iwae_k_train_eval: int = 0,
-        iwae_k_eval: int = 5000,
+        hp: Hyperparameters | None = None,
     ):
         self.model = model
         self.optimizer = optimizer
         self.image_shape = tuple(image_shape)
-        self.latent_dim = latent_dim
         self.likelihood = likelihood or likelihoods.Bernoulli()
-        self.num_classes = num_classes
-        self.objective = objective
-        self.num_samples = num_samples
-        self.kl_weight = kl_weight
-        self.kl_warmup_steps = kl_warmup_steps
-        self.kl_warmup_start = kl_warmup_start
-        self.kl_warmup_shape = kl_warmup_shape
-        self.free_bits = free_bits
-        self.ema_decay = ema_decay
-        self.ema_start_step = ema_start_step
-        self.ema_warmup = ema_warmup
-        self.output_bias_init = output_bias_init
-        self.iwae_k_train_eval = iwae_k_train_eval
-        self.iwae_k_eval = iwae_k_eval
+        self.hp = Hyperparameters() if hp is None else hp
+
+    @property
+    def latent_dim(self) -> int:
+        """The dimension of z."""
+        return self.model.encoder.latent_dim
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of a conditional VAE (0: unconditional)."""
+        return self.model.num_classes
+
+    @property
+    def iwae_k_eval(self) -> int:
+        """The default k of ``evaluation_metrics``."""
+        return self.hp.iwae_k_eval
 
     @property
     def conditional(self) -> bool:
@@ -159,14 +136,7 @@ class VAEFamily:
 
     def labels(self, batch: dict) -> jax.Array | None:
         """The batch's labels for a conditional VAE (None for an unconditional one)."""
-        if not self.num_classes:
-            return None
-        if "label" not in batch:
-            raise ConfigError(
-                f"config.model.num_classes={self.num_classes} (a conditional VAE) but the data has "
-                "no 'label'"
-            )
-        return batch["label"]
+        return updates.batch_labels(batch, self.num_classes)
 
     @property
     def autoregressive(self) -> bool:
@@ -184,22 +154,19 @@ class VAEFamily:
         return height * width * values
 
     def encode(self, params, x: jax.Array, labels=None) -> tuple[jax.Array, jax.Array]:
-        """The posterior ``(mean, logvar)`` of ``x``."""
-        return self.model.apply({"params": params}, x, labels, method=networks.VAE.encode)
+        """The posterior ``(mean, logvar)`` of ``x`` (``updates.encode``)."""
+        return updates.encode(params, x, labels, model=self.model)
 
     def context(self, params, x: jax.Array, repeats: int = 1) -> jax.Array | None:
         """The autoregressive decoder's causal context of ``x`` (None for a plain decoder); what
         ``decode`` needs to score ``x``. It is computed once per image and each row is repeated
         ``repeats`` times (``jnp.repeat``), for ``repeats`` latents scored per image."""
-        if not self.autoregressive:
-            return None
-        context = self.model.apply({"params": params}, x, method=networks.VAE.context)
-        return context if repeats == 1 else jnp.repeat(context, repeats, axis=0)
+        return updates.image_context(params, x, repeats, model=self.model)
 
     def decode(self, params, z: jax.Array, labels=None, context=None) -> jax.Array:
         """The decoder output (the likelihood's parameters) at latents ``z``; an autoregressive
         decoder also needs the ``context`` of the images it scores (one row per row of ``z``)."""
-        return self.model.apply({"params": params}, z, labels, context, method=networks.VAE.decode)
+        return updates.decode(params, z, labels, context, model=self.model)
 
     def decode_means(self, params, z: jax.Array, labels=None, key=None, shared_noise=False):
         """The image decoded at ``z``, NHWC in [0, 1]: the likelihood's mean, or for an
@@ -245,34 +212,6 @@ class VAEFamily:
         _, means = jax.lax.fori_loop(0, height * width, one_pixel, (blank, blank))
         return means
 
-    def kl_weight_at(self, step: jax.Array | int) -> jax.Array:
-        """β at update ``step`` (``objectives.kl_weight_schedule`` with this config's settings)."""
-        return objectives.kl_weight_schedule(
-            step,
-            weight=self.kl_weight,
-            warmup_steps=self.kl_warmup_steps,
-            start=self.kl_warmup_start,
-            shape=self.kl_warmup_shape,
-        )
-
-    def posterior_draws(self, params, x: jax.Array, labels, key: jax.Array, k: int):
-        """``k`` reparameterised draws per example and their decoder log-likelihoods.
-
-        Returns ``(log_px_given_z (batch, k), z (batch, k, d), mean, logvar)``; the noise of example
-        ``i`` comes from ``fold_in(purpose_key(key, 'posterior'), i)``.
-        """
-        batch = x.shape[0]
-        mean, logvar = self.encode(params, x, labels)
-        eps = rng.normal_per_example(
-            rng.purpose_key(key, "posterior"), (batch, k, self.latent_dim), mean.dtype
-        )
-        z = mean[:, None, :] + jnp.exp(0.5 * logvar)[:, None, :] * eps
-        flat_labels = None if labels is None else jnp.repeat(labels, k, axis=0)
-        context = self.context(params, x, repeats=k)
-        output = self.decode(params, z.reshape((batch * k, self.latent_dim)), flat_labels, context)
-        log_px = self.likelihood.log_prob(output, jnp.repeat(x, k, axis=0)).reshape((batch, k))
-        return log_px, z, mean, logvar
-
     def init_output_bias(self, params, x: jax.Array):
         """``params`` with the decoder's output bias set from the mean image of ``x``."""
         x = x.astype(jnp.float32)
@@ -301,99 +240,41 @@ class VAEFamily:
             rng.purpose_key(key, "posterior"),
             None if labels is None else jnp.zeros((1,), jnp.int32),
         )["params"]
-        if self.output_bias_init == "data_mean":
+        if self.hp.output_bias_init == "data_mean":
             params = self.init_output_bias(params, x)
         return VAEState(
             step=jnp.zeros((), jnp.int32),
             params=params,
             opt_state=self.optimizer.init(params),
-            ema_params=params if self.ema_decay > 0 else None,
+            ema_params=params if self.hp.ema_decay > 0 else None,
         )
 
     def train_step(self, state: VAEState, batch: dict, key: jax.Array):
-        x, labels = batch["x"], self.labels(batch)
-        beta = self.kl_weight_at(state.step)
-
-        def loss_fn(params):
-            log_px, z, mean, logvar = self.posterior_draws(params, x, labels, key, self.num_samples)
-            kl_per_dim = objectives.gaussian_kl_per_dim(mean, logvar)
-            kl = jnp.sum(kl_per_dim, axis=1)
-            reconstruction = -jnp.mean(log_px, axis=1)
-            aux = {"reconstruction": reconstruction, "kl": kl}
-            if self.objective == "iwae":
-                log_w = objectives.importance_log_weights(log_px, z, mean, logvar, beta)
-                bound = objectives.iwae_bound(log_w)
-                aux["iwae_bound"] = bound
-                return -jnp.mean(bound), aux
-            if self.free_bits > 0:
-                kl_term = objectives.free_bits_kl(kl_per_dim, self.free_bits)
-            else:
-                kl_term = jnp.mean(kl)
-            return jnp.mean(reconstruction) + beta * kl_term, aux
-
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        ema_params = self.updated_ema(state.ema_params, params, state.step)
-        metrics = {
-            "loss": loss,
-            "elbo": -jnp.mean(aux["reconstruction"] + aux["kl"]),
-            "reconstruction": jnp.mean(aux["reconstruction"]),
-            "kl": jnp.mean(aux["kl"]),
-            "kl_weight": beta,
-            "grad_norm": optax.tree.norm(grads),
-        }
-        if "iwae_bound" in aux:
-            metrics["iwae_bound"] = jnp.mean(aux["iwae_bound"])
-        metrics = {name: value.astype(jnp.float32) for name, value in metrics.items()}
-        new_state = state.replace(
-            step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema_params
-        )
-        return new_state, metrics
-
-    def updated_ema(self, ema_params, params, step: jax.Array):
-        """The EMA after the update that follows ``step`` updates (``experiments.ema``). None with
-        ``ema_decay == 0``: the state then keeps no second copy of the parameters, which each step
-        had to write (``bench/vae_mlp``: 0.05-0.5 ms of a 5 ms step, alternating in one process)."""
-        if self.ema_decay == 0:
-            return None
-        return ema_lib.update(
-            ema_params, params, step + 1, self.ema_decay, self.ema_start_step, self.ema_warmup
+        """One update (``updates.train_update``; the metrics are listed in the module docstring)."""
+        return updates.train_update(
+            state,
+            batch,
+            key,
+            model=self.model,
+            likelihood=self.likelihood,
+            optimizer=self.optimizer,
+            hp=self.hp,
         )
 
     def eval_step(self, state: VAEState, batch: dict, key: jax.Array) -> dict[str, jax.Array]:
         """Per-example negative ELBO (``loss``), its terms and, with ``iwae_k_train_eval = k > 0``,
-        ``nll_iwae`` (-IWAE bound with k draws, whose mean reconstruction also estimates the ELBO)."""
-        x, labels = batch["x"], self.labels(batch)
-        k = max(1, self.iwae_k_train_eval)
-        log_px, z, mean, logvar = self.posterior_draws(state.eval_params, x, labels, key, k)
-        reconstruction = -jnp.mean(log_px, axis=1)
-        kl = objectives.gaussian_kl(mean, logvar)
-        metrics = {
-            "loss": reconstruction + kl,
-            "elbo": -(reconstruction + kl),
-            "reconstruction": reconstruction,
-            "kl": kl,
-        }
-        if self.iwae_k_train_eval > 0:
-            log_w = objectives.importance_log_weights(log_px, z, mean, logvar)
-            metrics["nll_iwae"] = -objectives.iwae_bound(log_w)
-        return {name: value.astype(jnp.float32) for name, value in metrics.items()}
+        ``nll_iwae`` (-IWAE bound with k draws, whose mean reconstruction also estimates the ELBO),
+        with the evaluation parameters (``updates.eval_metrics``)."""
+        return updates.eval_metrics(
+            state.eval_params, batch, key, model=self.model, likelihood=self.likelihood, hp=self.hp
+        )
 
     def default_labels(self, num: int) -> jax.Array | None:
-        """Labels ``0, 1, ..., num_classes - 1, 0, 1, ...`` for a conditional VAE (else None)."""
+        """The engine's one default (``experiments.sampling.default_labels``: ``i % num_classes``)
+        for a conditional VAE (else None)."""
         if not self.num_classes:
             return None
-        return jnp.arange(num, dtype=jnp.int32) % self.num_classes
-
-    def sample_labels(self, key: jax.Array, num: int) -> jax.Array | None:
-        """``num`` uniform class labels, label ``i`` from ``fold_in(key, i)`` (``experiments.sample``
-        draws them when given none); None for an unconditional VAE."""
-        if not self.num_classes:
-            return None
-        keys = rng.example_keys(key, num)
-        draw = lambda k: jax.random.randint(k, (), 0, self.num_classes, jnp.int32)
-        return jax.vmap(draw)(keys)
+        return jnp.asarray(sampling.default_labels(num, self.num_classes))
 
     def sample(
         self, state: VAEState, key: jax.Array, num: int, labels: jax.Array | None = None
@@ -498,47 +379,11 @@ class VAEFamily:
 
 
 def make(config) -> VAEFamily:
-    """The VAE family a config describes (see the module docstring for the keys)."""
-    # A workdir written before a key existed gets the key's documented default, which is the
-    # behaviour it was trained with (the same policy as the GAN family).
-    m = default_model_config()
-    m.update(config.model.to_dict())
-    try:
-        likelihood = likelihoods.make_likelihood(
-            m.likelihood,
-            gaussian_scale=float(m.gaussian_scale),
-            learn_scale=bool(m.learn_scale),
-            num_bins=int(m.num_bins),
-        )
-        objectives.kl_weight_schedule(0, shape=m.kl_warmup_shape)
-    except ValueError as error:
-        raise ConfigError(f"config.model: {error}") from error
-    checks = [
-        (m.objective in OBJECTIVES, f"objective={m.objective!r}; expected one of {OBJECTIVES}"),
-        (int(m.num_samples) >= 1, f"num_samples must be >= 1; got {m.num_samples}"),
-        (float(m.kl_weight) >= 0, f"kl_weight must be >= 0; got {m.kl_weight}"),
-        (int(m.kl_warmup_steps) >= 0, f"kl_warmup_steps must be >= 0; got {m.kl_warmup_steps}"),
-        (float(m.free_bits) >= 0, f"free_bits must be >= 0; got {m.free_bits}"),
-        (
-            float(m.free_bits) == 0 or m.objective == "elbo",
-            "free_bits applies to the elbo objective only",
-        ),
-        (0 <= float(m.ema_decay) < 1, f"ema_decay must be in [0, 1); got {m.ema_decay}"),
-        (int(m.ema_start_step) >= 0, f"ema_start_step must be >= 0; got {m.ema_start_step}"),
-        (
-            m.output_bias_init in OUTPUT_BIAS_INITS,
-            f"output_bias_init={m.output_bias_init!r}; expected one of {OUTPUT_BIAS_INITS}",
-        ),
-        (int(m.iwae_k_train_eval) >= 0, "iwae_k_train_eval must be >= 0"),
-        (int(m.iwae_k_eval) >= 1, "iwae_k_eval must be >= 1"),
-        (
-            not int(m.autoregressive_kernel) or m.likelihood == "bernoulli",
-            "autoregressive_kernel needs likelihood='bernoulli' (its sampler draws binary pixels)",
-        ),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(f"config.model.{message}")
+    """The VAE family a config describes (see the module docstring for the keys). Missing
+    ``config.model`` keys get their documented defaults and every key is checked
+    (``vae_jax.config``)."""
+    m = vae_config.model_config(config)
+    likelihood = vae_config.make_likelihood(m)
     image_shape = tuple(int(d) for d in m.image_shape)
     model = networks.build_vae(
         encoder=m.encoder,
@@ -560,20 +405,6 @@ def make(config) -> VAEFamily:
         model,
         optim.make_optimizer(config.optimizer),
         image_shape=image_shape,
-        latent_dim=int(m.latent_dim),
         likelihood=likelihood,
-        num_classes=int(m.num_classes),
-        objective=m.objective,
-        num_samples=int(m.num_samples),
-        kl_weight=float(m.kl_weight),
-        kl_warmup_steps=int(m.kl_warmup_steps),
-        kl_warmup_start=float(m.kl_warmup_start),
-        kl_warmup_shape=m.kl_warmup_shape,
-        free_bits=float(m.free_bits),
-        ema_decay=float(m.ema_decay),
-        ema_start_step=int(m.ema_start_step),
-        ema_warmup=bool(m.ema_warmup),
-        output_bias_init=m.output_bias_init,
-        iwae_k_train_eval=int(m.iwae_k_train_eval),
-        iwae_k_eval=int(m.iwae_k_eval),
+        hp=vae_config.hyperparameters(m),
     )

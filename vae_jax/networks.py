@@ -29,7 +29,7 @@ is the one place that maps names (``'mlp'`` / ``'conv'``) to modules. Images are
   by all its importance samples), while sampling is sequential over pixels
   (``vae_jax.family.VAEFamily.autoregressive_means``).
 * ``VAE``: ``__call__(x, key, labels=None) -> (output, mean, logvar)`` with one reparameterised z
-  per example; ``encode(x, labels)`` and ``decode(z, labels)`` for ``apply(..., method=...)``
+  per example (``vae_jax.objectives.reparameterize``); ``encode(x, labels)`` and ``decode(z, labels)`` for ``apply(..., method=...)``
   (with an autoregressive head, ``decode(z, labels, context)`` needs ``context(x)`` of the image
   whose likelihood it gives). With ``num_classes > 0`` it is a conditional VAE (Sohn et al.
   2015): the one-hot label is an input of both the encoder and the decoder.
@@ -52,17 +52,7 @@ import jax.numpy as jnp
 from experiments import layers, rng
 from experiments.errors import ConfigError
 from experiments.layers import MLP, DownConv, UpConv
-
-
-def reparameterize(key: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Array:
-    """A posterior draw ``z = mean + exp(logvar / 2) * eps``, ``eps ~ N(0, I)``.
-
-    ``eps`` row ``i`` comes from example ``i``'s own key (``rng.normal_per_example``), so the draw of
-    an example depends only on ``key`` and its position in the global batch, not on the batch size
-    or on how many devices share the batch.
-    """
-    eps = rng.normal_per_example(key, mean.shape, mean.dtype)
-    return mean + jnp.exp(0.5 * logvar) * eps
+from vae_jax import objectives
 
 
 def with_condition(h: jax.Array, condition: jax.Array | None) -> jax.Array:
@@ -302,10 +292,13 @@ class VAE(nn.Module):
     def __call__(
         self, x: jax.Array, key: jax.Array, labels: jax.Array | None = None
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """``(output, mean, logvar)``: decoder output at one posterior draw per example (from
-        ``key``, see ``reparameterize``) and the posterior parameters."""
+        """``(output, mean, logvar)``: decoder output at one posterior draw per example
+        (``objectives.reparameterize`` with noise ``rng.normal_per_example(key, ...)``: row ``i``
+        from example ``i``'s own key, so it does not depend on the batch size or on how many
+        devices share the batch) and the posterior parameters."""
         mean, logvar = self.encode(x, labels)
-        z = reparameterize(key, mean, logvar)
+        eps = rng.normal_per_example(key, mean.shape, mean.dtype)
+        z = objectives.reparameterize(mean, logvar, eps)
         return self.decode(z, labels, self.context(x)), mean, logvar
 
     def encode(self, x: jax.Array, labels: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:

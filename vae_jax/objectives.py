@@ -2,43 +2,55 @@
 
 All results are in nats, one value per example unless stated; averaging over the batch is the
 caller's business. The observation models (Bernoulli, Gaussian, discretised logistic) live in
-``vae_jax.likelihoods``; ``bernoulli_log_prob`` is re-exported here.
+``vae_jax.likelihoods``.
 
+* ``reparameterize``: the one posterior draw ``z = mean + exp(logvar / 2) * eps`` (Kingma & Welling
+  2014) that every part of the family uses.
 * ``gaussian_kl`` / ``gaussian_kl_per_dim``: analytic KL(q || N(0, I)) of a diagonal Gaussian q.
-* ``elbo``: the single-sample ELBO and its terms (Kingma & Welling 2014).
 * ``kl_weight_schedule``: β of β-VAE (Higgins et al. 2017) with a linear or cosine warm-up from
   ``start`` to ``weight`` over ``warmup_steps`` (Bowman et al. 2016; Sønderby et al. 2016), a pure
   function of the step.
 * ``free_bits_kl``: the KL term with free bits (Kingma et al. 2016): ``sum_j max(λ, E_batch KL_j)``.
 * ``diagonal_gaussian_log_prob``, ``importance_log_weights``, ``iwae_bound``: the importance-weighted
   bound of Burda et al. (2016), ``log (1/k) sum_i p(x, z_i) / q(z_i | x)``, z_i ~ q(z | x).
+
+The ELBO of a draw is ``-(reconstruction + KL)`` with ``reconstruction = -log p(x | z)`` (the
+likelihood's ``log_prob``) and the analytic ``gaussian_kl``; ``vae_jax.updates`` puts the pieces
+together with the networks.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from vae_jax.likelihoods import bernoulli_log_prob, sum_per_example
+from vae_jax.likelihoods import sum_per_example
 
 __all__ = [
-    "ELBOTerms",
-    "bernoulli_log_prob",
     "diagonal_gaussian_log_prob",
-    "elbo",
     "free_bits_kl",
     "gaussian_kl",
     "gaussian_kl_per_dim",
     "importance_log_weights",
     "iwae_bound",
     "kl_weight_schedule",
+    "reparameterize",
 ]
 
 LOG_2PI = math.log(2 * math.pi)
 SCHEDULES = ("linear", "cosine")
+
+
+def reparameterize(mean: jax.Array, logvar: jax.Array, eps: jax.Array) -> jax.Array:
+    """The reparameterised posterior draw ``z = mean + exp(logvar / 2) * eps`` (arguments broadcast).
+
+    ``eps ~ N(0, I)`` is the caller's (``experiments.rng`` decides which key draws it); for ``k``
+    draws per example pass ``mean[:, None, :]`` and ``logvar[:, None, :]`` with ``eps`` ``(batch,
+    k, d)``. ``z`` is differentiable in ``mean`` and ``logvar``.
+    """
+    return mean + jnp.exp(0.5 * logvar) * eps
 
 
 def gaussian_kl_per_dim(mean: jax.Array, logvar: jax.Array) -> jax.Array:
@@ -54,32 +66,6 @@ def gaussian_kl(mean: jax.Array, logvar: jax.Array) -> jax.Array:
     ``(batch,)``, non-negative, and 0 exactly where ``mean == 0`` and ``logvar == 0``.
     """
     return sum_per_example(gaussian_kl_per_dim(mean, logvar))
-
-
-class ELBOTerms(NamedTuple):
-    """Per-example ``(batch,)`` terms of the evidence lower bound, in nats."""
-
-    elbo: jax.Array  # E_q[log p(x | z)] - KL(q(z | x) || p(z)), estimated with the given z draw
-    reconstruction: jax.Array  # -log p(x | z): the negative log-likelihood at the z draw
-    kl: jax.Array  # KL(q(z | x) || N(0, I)), analytic
-
-
-def elbo(
-    logits: jax.Array, x: jax.Array, mean: jax.Array, logvar: jax.Array, log_prob=None
-) -> ELBOTerms:
-    """The single-sample ELBO estimate of each example and its two terms.
-
-    ``logits`` are the decoder's output at one posterior draw ``z ~ q(z | x)`` (``(batch,
-    *image_shape)`` for Bernoulli logits), ``x`` the data, ``mean`` / ``logvar`` the posterior
-    parameters (``(batch, latent_dim)``). ``log_prob(logits, x) -> (batch,)`` is the observation
-    model (default ``bernoulli_log_prob``). Returns ``ELBOTerms(elbo, reconstruction, kl)`` with
-    ``reconstruction = -log_prob(logits, x)``, ``kl = gaussian_kl(mean, logvar)`` and ``elbo =
-    -(reconstruction + kl)``, each ``(batch,)``.
-    """
-    log_prob = bernoulli_log_prob if log_prob is None else log_prob
-    reconstruction = -log_prob(logits, x)
-    kl = gaussian_kl(mean, logvar)
-    return ELBOTerms(elbo=-(reconstruction + kl), reconstruction=reconstruction, kl=kl)
 
 
 def kl_weight_schedule(
@@ -140,11 +126,15 @@ def importance_log_weights(
     return log_px_given_z + kl_weight * (log_pz - log_qz)
 
 
-def iwae_bound(log_weights: jax.Array) -> jax.Array:
+def iwae_bound(log_weights: jax.Array, *, k: int | None = None, axis: int = 1) -> jax.Array:
     """The importance-weighted bound ``logsumexp_i(log w_i) - log k`` of each example: ``(batch,)``.
 
     ``log_weights`` is ``(batch, k)``. ``k = 1`` is the single-sample ELBO; the bound is
     non-decreasing in ``k`` in expectation and tends to log p(x) (Burda et al. 2016).
+
+    A caller that streams the ``k`` weights in chunks passes the log-sum-exps of its chunks along
+    ``axis`` and the total ``k`` (default: the size of ``axis``): ``logsumexp`` of the chunks'
+    log-sum-exps is the log-sum-exp of all the weights.
     """
-    k = log_weights.shape[1]
-    return jax.nn.logsumexp(log_weights, axis=1) - math.log(k)
+    k = log_weights.shape[axis] if k is None else k
+    return jax.nn.logsumexp(log_weights, axis=axis) - math.log(k)

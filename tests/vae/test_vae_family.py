@@ -11,7 +11,7 @@ from configs import base
 from experiments import data, optim, rng
 from experiments.errors import ConfigError
 from vae_jax import family as vae_family
-from vae_jax import objectives
+from vae_jax import objectives, updates
 from vae_jax.defaults import default_model_config
 
 SHAPE = (8, 8, 1)
@@ -188,8 +188,16 @@ def test_iwae_objective():
     assert set(metrics) == ELBO_METRICS | {"iwae_bound"}
     np.testing.assert_allclose(metrics["loss"], -metrics["iwae_bound"], rtol=1e-6)
     # The bound of the same 5 draws, recomputed from the pure functions.
-    log_px, z, mean, logvar = fam.fam.posterior_draws(fam.state.params, batch["x"], None, key, 5)
-    bound = objectives.iwae_bound(objectives.importance_log_weights(log_px, z, mean, logvar))
+    drawn = updates.draws(
+        fam.state.params,
+        batch["x"],
+        None,
+        key,
+        5,
+        model=fam.fam.model,
+        likelihood=fam.fam.likelihood,
+    )
+    bound = objectives.iwae_bound(drawn.log_w)
     np.testing.assert_allclose(metrics["iwae_bound"], jnp.mean(bound), rtol=1e-5)
     losses = [float(metrics["loss"])]
     for i in range(10):
@@ -241,14 +249,10 @@ def test_conditional_vae():
     assert grids["prior_samples"].shape == (30, *SHAPE)  # 10 per class, one row per class
     with pytest.raises(ConfigError, match="label"):
         cvae.fam.train_step(state, fake_batch(), key)
-    drawn = cvae.fam.sample_labels(key, 300)
-    assert drawn.shape == (300,) and drawn.dtype == jnp.int32
-    assert set(np.asarray(drawn).tolist()) == {0, 1, 2}
-    np.testing.assert_array_equal(cvae.fam.sample_labels(key, 5), drawn[:5])
 
 
 def test_unconditional_vae_draws_no_labels(mlp):
-    assert mlp.fam.sample_labels(jax.random.key(0), 4) is None
+    assert mlp.fam.default_labels(4) is None
     assert not mlp.fam.conditional
 
 

@@ -63,16 +63,24 @@ def test_bad_names_are_config_errors(kwargs):
         )
 
 
-def test_reparameterize_noise_does_not_depend_on_batch_composition():
-    key = rng.purpose_key(jax.random.key(3), "posterior")
+def test_call_draws_z_per_example_with_the_one_reparameterisation():
+    """``VAE.__call__`` decodes ``objectives.reparameterize(mean, logvar, eps)`` with example ``i``'s
+    noise from its own key: the output of an example does not depend on the rest of the batch."""
+    model = networks.build_vae(
+        encoder="mlp", image_shape=(4, 4, 1), latent_dim=3, hidden_widths=(8,)
+    )
     rs = np.random.RandomState(0)
-    mean = rs.normal(size=(4, 3)).astype(np.float32)
-    logvar = rs.normal(size=(4, 3)).astype(np.float32)
-    z4 = networks.reparameterize(key, mean, logvar)
-    z2 = networks.reparameterize(key, mean[:2], logvar[:2])
-    np.testing.assert_array_equal(np.asarray(z4)[:2], np.asarray(z2))
-    eps4 = rng.normal_per_example(key, (4, 3))
-    np.testing.assert_allclose(z4, mean + np.exp(0.5 * logvar) * np.asarray(eps4), rtol=1e-6)
+    x = rs.uniform(size=(4, 4, 4, 1)).astype(np.float32)
+    key = rng.purpose_key(jax.random.key(3), "posterior")
+    shapes = jax.eval_shape(model.init, jax.random.key(0), x, key)
+    variables = jax.tree.map(lambda s: rs.normal(size=s.shape).astype(np.float32), shapes)
+    output4, mean, logvar = model.apply(variables, x, key)
+    output2, _, _ = model.apply(variables, x[:2], key)
+    np.testing.assert_array_equal(np.asarray(output4)[:2], np.asarray(output2))
+    eps = rng.normal_per_example(key, (4, 3))
+    z = np.asarray(mean) + np.exp(0.5 * np.asarray(logvar)) * np.asarray(eps)
+    decoded = model.apply(variables, z, method=networks.VAE.decode)
+    np.testing.assert_allclose(output4, decoded, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(
