@@ -239,6 +239,9 @@ class Experiment:
     def run(self) -> int:
         """Trains to ``config.num_train_steps``; returns the process exit status."""
         config = self.config
+        _ = (
+            self.batcher
+        )  # reads the train split: a data error stops the run before the workdir exists
         self.configure_host()
         self.workdir.mkdir(parents=True, exist_ok=True)
         checkpointer = checkpoint.Checkpointer(
