@@ -46,7 +46,12 @@ def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
 
 
 def load_experiment(workdir: str | Path, step: int | None = None):
-    """``(experiment, state, step)`` for checkpoint ``step`` of a workdir (default: the latest)."""
+    """``(experiment, state, step)`` for checkpoint ``step`` of a workdir (default: the latest).
+
+    Every leaf is verified against the checksums saved with it (``experiments.checkpoint``). Without
+    ``step``, a damaged newer checkpoint is skipped with one ``warning:`` line naming it (nothing is
+    moved); a damaged ``step`` is a ``CheckpointError``.
+    """
     from experiments import train  # jax-heavy: imported when needed
 
     workdir = Path(workdir)
@@ -57,12 +62,18 @@ def load_experiment(workdir: str | Path, step: int | None = None):
         if not steps:
             raise checkpoint.CheckpointError(f"{workdir} has no complete checkpoint")
         if step is None:
-            step = steps[-1]
+            state, step, skipped = checkpointer.newest_intact(experiment.abstract_state())
+            for passed in skipped:
+                checkpoint.warn(
+                    f"checkpoint {passed.path} {passed.reason}; using the newest intact one, "
+                    f"{checkpointer.path(step)}"
+                )
         elif step not in steps:
             raise checkpoint.CheckpointError(
                 f"{workdir} has no checkpoint at step {step}; it has {steps}"
             )
-        state = checkpointer.restore(step, experiment.abstract_state())
+        else:
+            state = checkpointer.restore(step, experiment.abstract_state())
     finally:
         checkpointer.close()
     return experiment, state, step
