@@ -224,10 +224,10 @@ def restore_verified(
     recorded = read_checksums(step_dir)
     if recorded is not None:
         check_layout(step_dir, recorded, abstract_state)
+    drop_closed_loop_callbacks()  # before: they may come before orbax's exception reaches here
     try:
         state = manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
     except Exception as error:  # orbax and tensorstore raise many types for unreadable files
-        drop_closed_loop_callbacks()
         if recorded is not None:  # the layout matched: the files are damaged
             raise VerificationError(step_dir, f"unreadable: {one_line(error)}") from error
         raise CheckpointError(
@@ -258,7 +258,8 @@ def drop_closed_loop_callbacks() -> None:
     """Silences what a failed restore leaves behind: orbax reads through an asyncio loop that it
     closes when the first read fails; the reads still in flight then report through
     ``sys.unraisablehook`` (``RuntimeError('Event loop is closed')``, and errors of orbax's
-    coroutines collected unawaited), as dozens of tracebacks, for up to a second after. Only those
+    coroutines collected unawaited), as dozens of tracebacks, for up to a second after, some even
+    before the restore's exception is raised; so this is installed before every restore. Only those
     are dropped; any other goes to the hook in place before.
     """
     previous = sys.unraisablehook
@@ -275,8 +276,9 @@ def drop_closed_loop_callbacks() -> None:
 
 class OrbaxReadNoise(logging.Filter):
     """Drops the log records orbax leaves for a damaged checkpoint, which a restore here reports in
-    one line already: its complaints about an unreadable step metadata file, and asyncio's
-    "Task exception was never retrieved" (with a traceback) for its reads still in flight."""
+    one line already: its complaints about an unreadable step metadata file, and asyncio's reports
+    (with tracebacks) of its reads still in flight: "Task exception was never retrieved", "Task was
+    destroyed but it is pending"."""
 
     METADATA_MESSAGES = (
         "Failed to json parse Metadata file",
@@ -288,7 +290,7 @@ class OrbaxReadNoise(logging.Filter):
         message = record.getMessage()
         if record.pathname.startswith(ORBAX_DIRECTORY):
             return not message.startswith(self.METADATA_MESSAGES)
-        if record.name == "asyncio" and message.startswith("Task exception was never retrieved"):
+        if record.name == "asyncio":  # a task of orbax's never retrieved, or destroyed pending
             return ORBAX_DIRECTORY not in message
         return True
 
