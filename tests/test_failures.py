@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 from test_checkpoint import filled, flip_middle_bytes
 
@@ -75,6 +77,39 @@ def test_no_intact_checkpoint_is_one_line_status_1_and_nothing_is_deleted(tmp_pa
         f"error: no intact checkpoint in {tmp_path / 'checkpoints'}: 8 failed verification ("
     )
     assert "; 4 failed verification (" in result.stderr
+    assert workdir_listing(tmp_path) == before
+
+
+def test_evaluate_best_with_a_damaged_best_checkpoint_is_one_line(tmp_path):
+    from experiments.evaluation import best
+
+    config = tiny_config(**{"evaluation.best_metric": "d_loss"})
+    experiment = train.Experiment(config, tmp_path)
+    experiment.write_config(0)
+    keeper = best.BestCheckpointer(tmp_path / best.BEST_DIR, "d_loss", "min")
+    state = filled(experiment.abstract_state())
+    assert keeper.update(6, state, {"eval/d_loss": 0.5})
+    keeper.close()
+    kept = best.BestCheckpointer(tmp_path / best.BEST_DIR, "d_loss", "min")
+    assert kept.best() == (6, 0.5)
+    restored = kept.restore(6, experiment.abstract_state())  # verified: the state saved
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    kept.close()
+    damage_array_data(tmp_path / best.BEST_DIR / "6")
+    before = workdir_listing(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.evaluate", f"--workdir={tmp_path}", "--best"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(
+        f"error: checkpoint {tmp_path / best.BEST_DIR / '6'} failed verification (leaf "
+    )
     assert workdir_listing(tmp_path) == before
 
 

@@ -194,3 +194,29 @@ def test_a_damaged_newest_checkpoint_is_skipped_and_the_resume_is_bit_exact(
     _, straight = restore_final(workdir, config)
     assert_trees_equal(resumed, straight)
     assert training_metrics(tmp_path) == training_metrics(workdir)
+
+
+def test_workdir_skips_a_damaged_checkpoint_with_one_line_and_moves_nothing(
+    straight_run, tmp_path, capsys
+):
+    from experiments import workdir as workdir_lib
+
+    workdir, config, _ = straight_run
+    shutil.copytree(workdir, tmp_path, dirs_exist_ok=True)
+    checkpoints = tmp_path / "checkpoints"
+    damage_array_data(checkpoints / "12")
+    before = sorted(p.name for p in checkpoints.iterdir())
+    capsys.readouterr()
+    _, state, step = workdir_lib.load_experiment(tmp_path)
+    err = capsys.readouterr().err
+    assert step == 8
+    assert err.count("\n") == 1
+    assert err.startswith(f"warning: checkpoint {checkpoints / '12'} failed verification (leaf ")
+    assert err.endswith(f"; using the newest intact one, {checkpoints / '8'}\n")
+    experiment = train.Experiment(config, workdir)
+    straight = checkpoint.Checkpointer(workdir / "checkpoints", keep=10)
+    assert_trees_equal(state, straight.restore(8, experiment.abstract_state()))
+    straight.close()
+    with pytest.raises(checkpoint.VerificationError, match=r"checkpoints/12 failed verification"):
+        workdir_lib.load_experiment(tmp_path, 12)
+    assert sorted(p.name for p in checkpoints.iterdir()) == before
