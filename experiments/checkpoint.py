@@ -4,21 +4,33 @@ Saves are asynchronous. orbax writes each step into a temporary directory and re
 has committed, so a save cut off by a kill leaves only a temporary directory, which is never listed
 as a step. A step directory without orbax's commit marker is skipped as well.
 
-Every save also records a checksum of each array leaf of the state: blake2b (128 bits) of the leaf's
-bytes, with its dtype and shape, keyed by the leaf's tree path (``generator.params.Dense_0.kernel``).
-They are computed from host copies before ``save`` returns (the state's buffers may be donated right
-after) and stored as orbax's custom metadata of the step, in ``<step>/_CHECKPOINT_METADATA``, which
-orbax writes into the temporary directory before the rename: the checksums commit together with the
-arrays, or not at all. A restore checks every restored leaf, i.e. the values the state will hold,
-so a damaged file is caught whether it no longer decompresses or decompresses to other values.
+Checksums. Every save records, for each array leaf of the state, the SHA-256 of its bytes with its
+dtype and shape, keyed by the leaf's tree path (``generator.params.Dense_0.kernel``, as orbax names
+its arrays), plus a digest of that record itself. They are computed from host copies before ``save``
+returns (the state's buffers may be donated right after: what is hashed is what orbax copies), and
+stored as orbax's custom metadata of the step, in ``<step>/_CHECKPOINT_METADATA``, which orbax writes
+into the temporary directory before the rename: the checksums commit together with the arrays, or not
+at all. A restore checks every restored leaf, i.e. the values the state will hold, so a damaged file
+is caught whether it no longer reads (decompression, a broken index) or reads as other values.
 
-A checkpoint that fails (a leaf changed, its files unreadable, its checksums missing or unreadable)
-is skipped with one ``warning:`` line naming it, and the newest intact one is used. Training moves the
-skipped directories aside, to ``checkpoints/corrupt-<step>`` (orbax lists no such name and never
-deletes it), so the resumed run can save those steps again and keep-last-N counts only intact
-checkpoints; nothing is deleted. When no checkpoint is intact, ``CheckpointError`` says so in one
-line and nothing is moved. Checkpoints written before checksums existed (no checksums in their
-metadata) are restored with a one-line warning that they are unverified.
+A checkpoint fails verification when a leaf differs, its files cannot be read, or its checksums are
+missing or damaged (orbax writes the metadata file with every step). ``newest_intact`` passes over
+failed ones to the newest intact checkpoint; training (``resume``) moves each one passed over aside to
+``checkpoints/corrupt-<step>`` with one ``warning:`` line naming it, so that the resumed run can save
+that step again and orbax's keep-last-N counts only intact checkpoints (orbax lists no such name and
+never deletes it); ``workdir.load_experiment`` only warns. Nothing is ever deleted. When no checkpoint
+is intact, ``CheckpointError`` says so in one line and nothing is moved. Checksums whose leaves,
+shapes or dtypes differ from the expected state (the record itself intact) mean another layout, not
+damage: a ``CheckpointError``, as before. The non-finite stop of ``train`` names the newest checkpoint
+that verifies. ``evaluation.best`` records and verifies the same checksums.
+
+Checkpoints written before checksums existed (no checksums in their metadata) are restored, with a
+one-line warning that they are unverified (written before checksums); one that orbax cannot restore
+is a ``CheckpointError`` naming it, since damage and another layout cannot be told apart there.
+
+A failed orbax restore leaves reads in flight that report, late and through ``sys.unraisablehook``
+and asyncio's logger, dozens of tracebacks; those (and only those) are dropped, so that the one line
+is all that is printed.
 """
 
 from __future__ import annotations
@@ -40,7 +52,7 @@ COMMIT_MARKER = "commit_success.txt"
 STEP_METADATA = "_CHECKPOINT_METADATA"  # orbax's per-step metadata file, with our custom metadata
 CHECKSUMS_KEY = "checksums"
 CHECKSUM_FORMAT = 1
-HASH_NAME = "blake2b-128"
+HASH_NAME = "sha256"
 SET_ASIDE_PREFIX = "corrupt-"
 ORBAX_DIRECTORY = os.path.dirname(ocp.__file__)
 
@@ -96,20 +108,20 @@ def host_leaves(state) -> dict[str, np.ndarray]:
 
 def digest(array: np.ndarray) -> str:
     data = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    return hashlib.sha256(data).hexdigest()
 
 
 def record_digest(leaves: dict) -> str:
     """The digest of the checksum record itself: a damaged record is told from another layout."""
     text = json.dumps(leaves, sort_keys=True, separators=(",", ":"))
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def checksums(state) -> dict:
-    """What ``save`` records: format, hash name, ``{leaf: {dtype, shape, blake2b}}`` and the
+    """What ``save`` records: format, hash name, ``{leaf: {dtype, shape, sha256}}`` and the
     record's own digest."""
     leaves = {
-        name: {"dtype": array.dtype.name, "shape": list(array.shape), "blake2b": digest(array)}
+        name: {"dtype": array.dtype.name, "shape": list(array.shape), "sha256": digest(array)}
         for name, array in host_leaves(state).items()
     }
     return {
@@ -199,7 +211,7 @@ def changed_leaves(recorded: dict, state) -> list[str]:
         if name not in leaves
         or array.dtype.name != leaves[name]["dtype"]
         or list(array.shape) != list(leaves[name]["shape"])
-        or digest(array) != leaves[name]["blake2b"]
+        or digest(array) != leaves[name]["sha256"]
     ]
     return changed + sorted(leaves.keys() - host.keys())
 
@@ -336,16 +348,8 @@ class Checkpointer:
         return (self.path(step) / COMMIT_MARKER).exists()
 
     def complete_steps(self) -> list[int]:
-        """Steps whose save committed, oldest first (not yet verified: see ``restore``)."""
-        steps = []
-        for step in self._manager.all_steps():
-            if self.committed(step):
-                steps.append(step)
-            else:
-                logging.warning(
-                    "Skipping checkpoint %s: its save never committed.", self.path(step)
-                )
-        return sorted(steps)
+        """Steps whose save committed, oldest first (not yet verified: see ``newest_intact``)."""
+        return sorted(step for step in self._manager.all_steps() if self.committed(step))
 
     def path(self, step: int) -> Path:
         return self.directory / str(step)
@@ -419,7 +423,13 @@ class Checkpointer:
         while target.exists():
             number += 1
             target = self.directory / f"{SET_ASIDE_PREFIX}{step}-{number}"
-        os.rename(self.path(step), target)
+        try:
+            os.rename(self.path(step), target)
+        except OSError as error:
+            raise CheckpointError(
+                f"cannot move the damaged checkpoint {self.path(step)} aside to {target}: "
+                f"{one_line(error)}"
+            ) from error
         self._manager.reload()
         return target
 

@@ -1,4 +1,8 @@
-"""Reading a finished or running experiment back from its workdir (for evaluate, sample, tools)."""
+"""Reading a finished or running experiment back from its workdir (for evaluate, sample, tools).
+
+Checkpoints are verified against the checksums saved with them (``experiments.checkpoint``): a damaged
+one is passed over with one ``warning:`` line, or, when asked for by step, is a ``CheckpointError``.
+"""
 
 from __future__ import annotations
 

@@ -106,12 +106,12 @@ def test_round_trip_is_exact_and_verified(tmp_path):
         "params.w",
         "step",
     ]
-    # The digest is blake2b of the leaf's bytes, computed here independently of the module.
+    # The digest is the SHA-256 of the leaf's bytes, computed here independently of the module.
     w = np.full((3, 2), 0.1, np.float32)
     import hashlib
 
-    expected = hashlib.blake2b(w.tobytes(), digest_size=16).hexdigest()
-    assert recorded["params.w"] == {"dtype": "float32", "shape": [3, 2], "blake2b": expected}
+    expected = hashlib.sha256(w.tobytes()).hexdigest()
+    assert recorded["params.w"] == {"dtype": "float32", "shape": [3, 2], "sha256": expected}
 
 
 def test_keeps_only_the_last_n(tmp_path):
