@@ -361,10 +361,16 @@ class Checkpointer:
     def save(self, step: int, state) -> None:
         """Starts an asynchronous save; the state's buffers may be donated right after it returns.
 
-        The checksums are computed here, from host copies of the leaves, before returning.
+        The checksums are computed here, from host copies of the leaves, before returning. orbax
+        declines (silently) to save a step at or below its latest one: that is an error here.
         """
         metadata = {CHECKSUMS_KEY: checksums(state)}
-        self._manager.save(step, args=ocp.args.StandardSave(state), custom_metadata=metadata)
+        args = ocp.args.StandardSave(state)
+        if not self._manager.save(step, args=args, custom_metadata=metadata):
+            raise CheckpointError(
+                f"orbax did not save checkpoint {self.path(step)}: {self.directory} already has "
+                f"step {self._manager.latest_step()}"
+            )
 
     def restore(self, step: int, abstract_state):
         """Restores ``step`` with the structure, shapes, dtypes and shardings of ``abstract_state``,

@@ -122,6 +122,18 @@ def test_keeps_only_the_last_n(tmp_path):
     assert checkpoint.Checkpointer(tmp_path / "ck", keep=2).complete_steps() == [2, 3]
 
 
+def test_a_save_orbax_would_skip_is_an_error(tmp_path):
+    # orbax saves nothing for a step at or below its latest, and says so only by returning False.
+    ckpt = checkpoint.Checkpointer(tmp_path / "ck", keep=5)
+    ckpt.save(4, make_state(4.0))
+    with pytest.raises(
+        checkpoint.CheckpointError, match=r"did not save checkpoint .*ck/2: .* already has step 4"
+    ):
+        ckpt.save(2, make_state(2.0))
+    ckpt.close()
+    assert checkpoint.Checkpointer(tmp_path / "ck", keep=5).complete_steps() == [4]
+
+
 def test_a_save_cut_off_before_commit_is_skipped(tmp_path):
     ckpt = checkpoint.Checkpointer(tmp_path / "ck", keep=5)
     ckpt.save(1, make_state(1.0))
