@@ -187,11 +187,12 @@ class Experiment:
         )
 
     def restore_or_init(self, checkpointer: checkpoint.Checkpointer):
-        latest = checkpointer.latest_step()
-        if latest is None:
+        """The newest intact checkpoint's state and step (newer damaged ones are moved aside with a
+        line each: ``checkpoint.Checkpointer.resume``), or the initial state at step 0."""
+        state, step = checkpointer.resume(self.abstract_state())
+        if step is None:
             return self.initial_state(), 0
-        state = checkpointer.restore(latest, self.abstract_state())
-        return state, latest
+        return state, step
 
     def evaluate(self, state, step: int) -> dict[str, float]:
         """Per-example eval metrics averaged over the whole eval split (float64 accumulation)."""
@@ -320,8 +321,20 @@ class Experiment:
                     self.save_grids(state, step, writer)
         except NonFiniteError as error:
             checkpointer.wait()
-            good = checkpointer.latest_step()
-            where = f"checkpoint {checkpointer.path(good)}" if good is not None else "none yet"
+            # Named only if it committed and verifies (checked on the host, off the devices).
+            good, passed = None, ""
+            try:
+                _, good, skipped = checkpointer.newest_intact(
+                    checkpoint.on_host(self.abstract_state()), before=error.step
+                )
+                if skipped:
+                    passed = f" (newer: {'; '.join(f'{s.step} {s.reason}' for s in skipped)})"
+            except checkpoint.CheckpointError as failure:
+                passed = f" ({failure})"
+            if good is not None:
+                where = f"checkpoint {checkpointer.path(good)}{passed}"
+            else:
+                where = f"none{passed}" if passed else "none yet"
             print(
                 f"error: {error}. Stopped; the last good checkpoint is {where}, left intact.",
                 file=sys.stderr,

@@ -1,4 +1,8 @@
-"""Reading a finished or running experiment back from its workdir (for evaluate, sample, tools)."""
+"""Reading a finished or running experiment back from its workdir (for evaluate, sample, tools).
+
+Checkpoints are verified against the checksums saved with them (``experiments.checkpoint``): a damaged
+one is passed over with one ``warning:`` line, or, when asked for by step, is a ``CheckpointError``.
+"""
 
 from __future__ import annotations
 
@@ -46,7 +50,12 @@ def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
 
 
 def load_experiment(workdir: str | Path, step: int | None = None):
-    """``(experiment, state, step)`` for checkpoint ``step`` of a workdir (default: the latest)."""
+    """``(experiment, state, step)`` for checkpoint ``step`` of a workdir (default: the latest).
+
+    Every leaf is verified against the checksums saved with it (``experiments.checkpoint``). Without
+    ``step``, a damaged newer checkpoint is skipped with one ``warning:`` line naming it (nothing is
+    moved); a damaged ``step`` is a ``CheckpointError``.
+    """
     from experiments import train  # jax-heavy: imported when needed
 
     workdir = Path(workdir)
@@ -57,12 +66,18 @@ def load_experiment(workdir: str | Path, step: int | None = None):
         if not steps:
             raise checkpoint.CheckpointError(f"{workdir} has no complete checkpoint")
         if step is None:
-            step = steps[-1]
+            state, step, skipped = checkpointer.newest_intact(experiment.abstract_state())
+            for passed in skipped:
+                checkpoint.warn(
+                    f"checkpoint {passed.path} {passed.reason}; using the newest intact one, "
+                    f"{checkpointer.path(step)}"
+                )
         elif step not in steps:
             raise checkpoint.CheckpointError(
                 f"{workdir} has no checkpoint at step {step}; it has {steps}"
             )
-        state = checkpointer.restore(step, experiment.abstract_state())
+        else:
+            state = checkpointer.restore(step, experiment.abstract_state())
     finally:
         checkpointer.close()
     return experiment, state, step

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -159,3 +160,63 @@ def test_workdir_round_trip(straight_run):
     _, expected = restore_final(workdir, config)
     assert step == 12
     assert_trees_equal(state, expected)
+
+
+def damage_array_data(step_dir):
+    """Flips the middle byte of the largest file of a checkpoint's array data (OCDBT ``d/`` files)."""
+    files = [p for p in (step_dir / "default").rglob("*") if p.parent.name == "d"]
+    largest = max(files, key=lambda p: p.stat().st_size)
+    data = bytearray(largest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    largest.write_bytes(bytes(data))
+
+
+def test_a_damaged_newest_checkpoint_is_skipped_and_the_resume_is_bit_exact(
+    straight_run, tmp_path, capsys
+):
+    workdir, config, _ = straight_run
+    shutil.copytree(workdir, tmp_path, dirs_exist_ok=True)  # a run with checkpoints 4, 8 and 12
+    checkpoints = tmp_path / "checkpoints"
+    damage_array_data(checkpoints / "12")
+    capsys.readouterr()
+    assert train.main(config, str(tmp_path)) == 0
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if not line.startswith("[")]  # not the progress
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"warning: checkpoint {checkpoints / '12'} failed verification (")
+    assert lines[0].endswith(
+        f"; moved to {checkpoints / 'corrupt-12'}; resuming from the newest intact one, "
+        f"{checkpoints / '8'}"
+    )
+    assert f"Resuming from checkpoint {checkpoints / '8'}." in out
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["12", "4", "8", "corrupt-12"]
+    _, resumed = restore_final(tmp_path, config)
+    _, straight = restore_final(workdir, config)
+    assert_trees_equal(resumed, straight)
+    assert training_metrics(tmp_path) == training_metrics(workdir)
+
+
+def test_workdir_skips_a_damaged_checkpoint_with_one_line_and_moves_nothing(
+    straight_run, tmp_path, capsys
+):
+    from experiments import workdir as workdir_lib
+
+    workdir, config, _ = straight_run
+    shutil.copytree(workdir, tmp_path, dirs_exist_ok=True)
+    checkpoints = tmp_path / "checkpoints"
+    damage_array_data(checkpoints / "12")
+    before = sorted(p.name for p in checkpoints.iterdir())
+    capsys.readouterr()
+    _, state, step = workdir_lib.load_experiment(tmp_path)
+    err = capsys.readouterr().err
+    assert step == 8
+    assert err.count("\n") == 1
+    assert err.startswith(f"warning: checkpoint {checkpoints / '12'} failed verification (leaf ")
+    assert err.endswith(f"; using the newest intact one, {checkpoints / '8'}\n")
+    experiment = train.Experiment(config, workdir)
+    straight = checkpoint.Checkpointer(workdir / "checkpoints", keep=10)
+    assert_trees_equal(state, straight.restore(8, experiment.abstract_state()))
+    straight.close()
+    with pytest.raises(checkpoint.VerificationError, match=r"checkpoints/12 failed verification"):
+        workdir_lib.load_experiment(tmp_path, 12)
+    assert sorted(p.name for p in checkpoints.iterdir()) == before

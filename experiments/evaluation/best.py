@@ -6,7 +6,9 @@ behaviour is unchanged): it keeps one checkpoint, the best so far by ``config.ev
 lower is better with ``best_mode='min'``. A candidate is written only when it beats the kept one,
 whose value orbax stores next to it (``metrics/``), so a resumed run goes on comparing against it.
 Restore it with ``experiments.workdir.load_experiment``-style code on that directory, or evaluate it
-with ``python -m experiments.evaluate --workdir DIR --best``.
+with ``python -m experiments.evaluate --workdir DIR --best``. Its saves record the same per-leaf
+checksums as ``experiments.checkpoint``'s and ``restore`` verifies them: a damaged best checkpoint
+is a ``CheckpointError`` (one line from ``evaluate``), never a silently different state.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import orbax.checkpoint as ocp
 
+from experiments import checkpoint
 from experiments.errors import ConfigError
 
 BEST_DIR = "checkpoints_best"
@@ -66,11 +69,19 @@ class BestCheckpointer:
         kept = self.best()
         if kept is not None and not self.is_better(value, kept[1]):
             return False
-        self._manager.save(step, args=ocp.args.StandardSave(state), metrics={self.metric: value})
+        self._manager.save(
+            step,
+            args=ocp.args.StandardSave(state),
+            metrics={self.metric: value},
+            custom_metadata={checkpoint.CHECKSUMS_KEY: checkpoint.checksums(state)},
+        )
         return True
 
     def restore(self, step: int, abstract_state):
-        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+        """The kept state, every leaf verified (``checkpoint.VerificationError`` if one changed)."""
+        return checkpoint.restore_verified(
+            self._manager, self.directory / str(step), step, abstract_state
+        )
 
     def close(self) -> None:
         self._manager.wait_until_finished()
