@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import checkpoint, compiler, data, host_memory, images, rng, sharding, writers
+from experiments.config_checks import check_config
 from experiments.data.on_device import DeviceBatcher
 from experiments.errors import ConfigError
 from experiments.evaluation import best as best_checkpoint
@@ -87,6 +88,7 @@ class Experiment:
     """Everything a run needs, built from the config before the workdir is touched."""
 
     def __init__(self, config, workdir: str | Path):
+        check_config(config)  # a value that cannot work: one ConfigError before anything is built
         self.config = config
         self.workdir = Path(workdir)
         self.family = make_family(config)
