@@ -93,6 +93,11 @@ def check_data(config) -> None:
         data.check_name(data_config.name)
     except data.DataError as error:
         _fail("data.name", data_config.name, str(error))
+    directory = data_config.get("dir", "") or ""
+    if directory and data_config.name not in data.EMBEDDED_DATASETS:
+        path = Path(directory).expanduser()
+        if path.exists() and not path.is_dir():  # a missing folder: the data layer says what to do
+            _fail("data.dir", directory, "is a file; expected the folder holding the dataset")
     _choice(data_config, "binarize", data.BINARIZE_MODES, "data.")
     for key in ("train_split", "eval_split"):
         if key in data_config:

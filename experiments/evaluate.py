@@ -179,10 +179,6 @@ def evaluate_floor() -> dict:
 def check_flags() -> None:
     """Raises cli.UsageError for a flag value that cannot work, before anything is loaded (the
     reference split is checked once the dataset is known)."""
-    from experiments import data
-    from experiments.errors import ConfigError
-    from experiments.evaluation import evaluator, features
-
     if _WORKDIR.value and _DATASET.value:
         raise cli.UsageError("--workdir and --dataset exclude each other")
     if _DATA_DIR.value and not _DATASET.value:
@@ -193,6 +189,17 @@ def check_flags() -> None:
         raise cli.UsageError("--step and --best exclude each other")
     if _BEST.value and not _WORKDIR.value:
         raise cli.UsageError("--best needs --workdir")
+    weights = _INCEPTION_WEIGHTS.value
+    if weights and not Path(weights).expanduser().is_file():
+        raise cli.UsageError(f"--inception_weights={weights}: no such file")
+    if _CACHE_DIR.value:
+        cli.check_dir(_CACHE_DIR.value, "--cache_dir", writable=False)
+    if _OUTPUT.value:
+        cli.check_output_file(_OUTPUT.value, "--output")
+    from experiments import data  # these import jax
+    from experiments.errors import ConfigError
+    from experiments.evaluation import evaluator, features
+
     try:
         evaluator.parse_metrics(_METRICS.value)
     except ConfigError as error:
@@ -201,13 +208,6 @@ def check_flags() -> None:
         raise cli.UsageError(
             f"--feature_net={_FEATURE_NET.value}: expected one of {list(features.FEATURE_NET_NAMES)}"
         )
-    weights = _INCEPTION_WEIGHTS.value
-    if weights and not Path(weights).expanduser().is_file():
-        raise cli.UsageError(f"--inception_weights={weights}: no such file")
-    if _CACHE_DIR.value:
-        cli.check_dir(_CACHE_DIR.value, "--cache_dir", writable=False)
-    if _OUTPUT.value:
-        cli.check_output_file(_OUTPUT.value, "--output")
     if _DATASET.value:
         try:
             data.check_name(_DATASET.value)
