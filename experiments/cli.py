@@ -246,8 +246,9 @@ def first_existing(path: Path) -> Path:
 
 def check_dir(path: str | os.PathLike, flag: str, *, writable: bool = True) -> None:
     """A UsageError unless ``path`` is a directory or can be made one (and, with ``writable``, one
-    this process can write in). ``flag`` names the option in the message."""
-    path = Path(path).expanduser()
+    this process can write in). ``flag`` names the option in the message; ``path`` is taken as
+    given (``~`` is the caller's to expand, as it will use the path)."""
+    path = Path(path)
     existing = first_existing(path)
     if not existing.is_dir():
         if existing == Path(os.path.abspath(path)):
@@ -259,7 +260,7 @@ def check_dir(path: str | os.PathLike, flag: str, *, writable: bool = True) -> N
 
 def check_output_file(path: str | os.PathLike, flag: str) -> None:
     """A UsageError unless ``path`` can be written as a file (its missing folders made)."""
-    path = Path(path).expanduser()
+    path = Path(path)
     if path.is_dir():
         raise UsageError(f"{flag}={path} is a directory; expected a file name")
     if path.exists() and not os.access(path, os.W_OK):

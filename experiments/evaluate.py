@@ -193,7 +193,7 @@ def check_flags() -> None:
     if weights and not Path(weights).expanduser().is_file():
         raise cli.UsageError(f"--inception_weights={weights}: no such file")
     if _CACHE_DIR.value:
-        cli.check_dir(_CACHE_DIR.value, "--cache_dir", writable=False)
+        cli.check_dir(Path(_CACHE_DIR.value).expanduser(), "--cache_dir", writable=False)
     if _OUTPUT.value:
         cli.check_output_file(_OUTPUT.value, "--output")
     from experiments import data  # these import jax

@@ -432,6 +432,16 @@ def command_cases(tmp_path, workdir_path):
             [f"--workdir={workdir_path}", "--metrics=fid,lpips"],
             ["--metrics=fid,lpips", "lpips"],
         ),
+        "evaluate: --inception_weights missing": (
+            "experiments.evaluate",
+            [f"--workdir={workdir_path}", f"--inception_weights={tmp_path}/w.npz"],
+            ["--inception_weights=", "no such file"],
+        ),
+        "evaluate: unknown --dataset": (
+            "experiments.evaluate",
+            ["--dataset=mnits"],
+            ["--dataset=mnits"],
+        ),
         "evaluate: --best without checkpoints_best": (
             "experiments.evaluate",
             [f"--workdir={workdir_path}", "--best"],
