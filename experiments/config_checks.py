@@ -89,6 +89,8 @@ def check_top_level(config) -> None:
 
 def check_data(config) -> None:
     data_config = config.data
+    if not isinstance(data_config.get("name"), str):
+        _fail("data.name", data_config.get("name"), "expected a dataset name")
     try:
         data.check_name(data_config.name)
     except data.DataError as error:
