@@ -6,7 +6,7 @@ and cosine decay).
 Command::
 
     python -m experiments.main --config=configs/iwae_binarized_mnist.py --workdir=runs/iwae_bmnist
-    python -m experiments.evaluate --workdir=runs/iwae_bmnist --metrics=   # NLL, k = 5000
+    python -m experiments.evaluate --workdir=runs/iwae_bmnist --metrics=nll   # NLL, k = 5000
 
 The in-training eval also reports ``eval/nll_iwae``, the k = 50 bound on the test set. One epoch is
 781 steps at batch 64 (each step decodes 64 x 50 latents); the run is 30 epochs.

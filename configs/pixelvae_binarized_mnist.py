@@ -7,7 +7,7 @@ EMA and data.
 Command::
 
     python -m experiments.main --config=configs/pixelvae_binarized_mnist.py --workdir=runs/pixelvae_bmnist
-    python -m experiments.evaluate --workdir=runs/pixelvae_bmnist --max_examples=1000
+    python -m experiments.evaluate --workdir=runs/pixelvae_bmnist --family_options=max_examples=1000
 
 One epoch is 781 steps at batch 64; the run is 20 epochs = 15 620 steps, with the test ELBO, sample
 grids and a checkpoint every epoch. Samples, reconstructions, interpolations and traversals are

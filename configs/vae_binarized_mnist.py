@@ -8,7 +8,7 @@ the run, batch 64; eval, samples and grids use an EMA (0.999) of the parameters.
 Command::
 
     python -m experiments.main --config=configs/vae_binarized_mnist.py --workdir=runs/vae_bmnist
-    python -m experiments.evaluate --workdir=runs/vae_bmnist --metrics=   # NLL, k = 5000
+    python -m experiments.evaluate --workdir=runs/vae_bmnist --metrics=nll   # NLL, k = 5000
 
 Data: ``binarized_mnist`` train split (50 000 images) for training, the test split (10 000) for eval.
 One epoch is 50000 // 64 = 781 steps; the run is 100 epochs = 78 100 steps, with eval (test negative
@@ -16,7 +16,8 @@ ELBO = ``eval/loss``), sample grids and a checkpoint every epoch.
 
 Time on 2 CPU cores: 23 min for the 100 epochs (1371 s wall clock, one thread, while another run used
 the other core). The k = 5000 evaluation of all 10 000 test examples took 37 min more (one
-thread; ``--max_examples=N`` evaluates N examples evenly spread over the split, ``--iwae_k`` sets k).
+thread; ``--family_options=max_examples=N`` evaluates N examples evenly spread over the split,
+``--family_options=iwae_k=K`` sets k).
 
 Expected result, measured with seed 0: NLL (IWAE bound, k = 5000, all 10 000 test examples)
 **88.16 ± 0.23 nats** (target <= 89.5; pythae's VAE 89.78, Rezende & Mohamed 89.9); test negative

@@ -13,7 +13,7 @@ core). The conv decoder makes the k = 5000 evaluation ~5x costlier than the MLP'
 test examples here (about 3.4 h for all 10 000), so the command below evaluates 1000 evenly spread
 examples.
 
-    python -m experiments.evaluate --workdir=runs/vae_conv_bmnist --max_examples=1000
+    python -m experiments.evaluate --workdir=runs/vae_conv_bmnist --family_options=max_examples=1000
 
 Expected result, measured with seed 0: NLL (IWAE bound, k = 5000, 1000 test examples evenly spread
 over the split) **86.51 ± 0.66 nats** (the MLP ``vae_binarized_mnist``: 88.16 after 100 epochs;

@@ -13,7 +13,7 @@ One epoch is 60000 // 64 = 937 steps; the run is 30 epochs = 28 110 steps.
 
 Time on 2 CPU cores: 3.6 min for the run (215 s wall clock, 2026-11-26: 137 steps/s with an eval of
 the 10 000 test images, sample grids and a checkpoint every epoch; peak RSS 0.7 GB). Evaluation,
-``python -m experiments.evaluate --workdir=runs/vae_mnist --metrics=fid --max_examples=2000``:
+``python -m experiments.evaluate --workdir=runs/vae_mnist --metrics=fid,nll --family_options=max_examples=2000``:
 2.0 min more (2.7 min before the likelihood's terms were computed on flattened images; the run
 gave the figures below again, to every digit shown).
 

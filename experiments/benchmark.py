@@ -260,6 +260,7 @@ def benchmark(
 
     with tempfile.TemporaryDirectory() as workdir:
         experiment = train.Experiment(config, workdir)
+    experiment.configure_host()
     batcher, put = experiment.batcher, experiment.put_batch
     state = experiment.initial_state()
     params = count_params(state)

@@ -39,14 +39,19 @@ _HEAP_SIZE = 64 << 20  # glibc's largest heap of a thread's arena (HEAP_MAX_SIZE
 HUGE_PAGES = "glibc.malloc.hugetlb=1"
 
 
+def check(host_memory: str) -> None:
+    """ConfigError unless ``host_memory`` is one of ``HOST_MEMORY`` (changes nothing)."""
+    if host_memory not in HOST_MEMORY:
+        raise ConfigError(f"config.host_memory={host_memory!r}; expected one of {HOST_MEMORY}")
+
+
 def configure(host_memory: str) -> bool:
     """Applies ``host_memory`` to this process's allocator; returns whether anything changed.
 
     Raises:
       ConfigError: ``host_memory`` is not one of ``HOST_MEMORY``.
     """
-    if host_memory not in HOST_MEMORY:
-        raise ConfigError(f"config.host_memory={host_memory!r}; expected one of {HOST_MEMORY}")
+    check(host_memory)
     if host_memory == "default" or jax.default_backend() != "cpu":
         return False
     return keep_freed_memory()

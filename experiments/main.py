@@ -29,13 +29,8 @@ def main(argv) -> None:
     except cli.UsageError as error:
         cli.fail(str(error))
     cli.quiet_library_logs()
-    from experiments import config_checks, train  # after flag parsing: jax is slow to import
-    from experiments.errors import ConfigError
+    from experiments import train  # after flag parsing: jax is slow to import
 
-    try:
-        config_checks.check_training(_CONFIG.value)
-    except ConfigError as error:
-        cli.fail(str(error), status=1)
     sys.exit(train.main(_CONFIG.value, _WORKDIR.value))
 
 

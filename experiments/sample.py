@@ -10,13 +10,14 @@ and, for a conditional model, ``labels`` (int32, ``(N,)``).
 
 Labels: ``--labels`` lists class indices that are repeated in order to fill ``N`` (``--labels=3``
 gives only 3s, ``--labels=0,1,...,9 --num=100`` ten of each, sample ``i`` having label
-``labels[i % len(labels)]``). Without it a conditional model draws them uniformly (the family's
-``sample_labels`` hook). ``--labels`` is an error for an unconditional model.
+``labels[i % len(labels)]``). Without it a conditional model's sample ``i`` has label
+``i % num_classes``. ``--labels`` is an error for an unconditional model.
 
-Determinism: sample ``i`` is ``family.sample(state, fold_in(key, i), 1, label_i)`` with ``key``
-derived from ``--seed``, computed in vmapped batches of ``--batch_size``; so the file depends only on
-the checkpoint, ``--seed``, ``--num`` and ``--labels``, not on the batch size (up to float rounding
-of the batched computation).
+Determinism: the samples follow ``experiments.sampling``, the contract ``experiments.evaluate``
+uses too: sample ``i`` is ``family.sample(state, fold_in(sample_key(seed), i), 1, label_i)``,
+computed in vmapped batches of ``--batch_size``; so the file depends only on the checkpoint,
+``--seed``, ``--num`` and ``--labels``, not on the batch size, and ``evaluate --seed S
+--num_samples N`` scores the same samples.
 """
 
 from __future__ import annotations
@@ -55,54 +56,17 @@ def parse_labels(values: list[str] | None) -> list[int] | None:
     return labels
 
 
-def resolve_labels(family, num: int, labels: list[int] | None, key):
-    """The ``(num,)`` int32 labels to condition on, or None for an unconditional model."""
-    import jax.numpy as jnp
-
-    from experiments import rng
-
-    draw = getattr(family, "sample_labels", None)
-    drawn = draw(rng.purpose_key(key, "labels"), num) if draw is not None else None
-    if labels is None:
-        return drawn
-    if drawn is None:
-        raise SampleError("--labels given but the model is unconditional")
-    num_classes = getattr(family, "num_classes", None)
-    if num_classes is not None and not all(0 <= label < num_classes for label in labels):
-        raise SampleError(f"--labels must lie in [0, {num_classes}); got {labels}")
-    return jnp.asarray([labels[i % len(labels)] for i in range(num)], jnp.int32)
-
-
 def generate(family, state, num: int, *, seed: int = 0, labels=None, batch_size: int = 500):
-    """``(samples, labels)`` as numpy arrays (labels None when unconditional); see the module
-    docstring for how they are drawn."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
+    """``(samples, labels)`` as numpy arrays (labels None when unconditional), drawn by the one
+    sampling contract (``experiments.sampling``) with the key of ``seed``."""
+    from experiments import sampling
 
-    from experiments import rng
-
-    key = rng.purpose_key(rng.root_key(seed), "sample")
-    labels = resolve_labels(family, num, labels, key)
-    keys = rng.example_keys(rng.purpose_key(key, "latents"), num)
-    conditional = labels is not None
-
-    def one(example_key, label):
-        label = label[None] if conditional else None
-        return family.sample(state, example_key, 1, label)[0]
-
-    batched = jax.jit(jax.vmap(one))
-    size = min(batch_size, num)
-    dummy = labels if conditional else jnp.zeros((num,), jnp.int32)
-    outputs = []
-    for start in range(0, num, size):
-        stop = min(start + size, num)
-        # The last chunk is padded to the full size so that every chunk reuses one compilation.
-        index = jnp.minimum(jnp.arange(start, start + size), num - 1)
-        chunk = batched(keys[index], dummy[index])
-        outputs.append(np.asarray(chunk)[: stop - start])
-    samples = np.concatenate(outputs).astype(np.float32)
-    return samples, (np.asarray(labels, np.int32) if conditional else None)
+    try:
+        return sampling.generate(
+            family, state, num, sampling.sample_key(seed), labels=labels, batch_size=batch_size
+        )
+    except sampling.LabelError as error:
+        raise SampleError(f"--labels: {error}") from error
 
 
 def main(argv) -> None:

@@ -18,8 +18,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import checkpoint, compiler, data, host_memory, images, rng, sharding, writers
-from experiments.config_checks import check_config
+from experiments import (
+    batched,
+    checkpoint,
+    compiler,
+    data,
+    host_memory,
+    images,
+    rng,
+    sharding,
+    writers,
+)
+from experiments.config_checks import check_config, check_training_paths
 from experiments.data.on_device import DeviceBatcher
 from experiments.errors import ConfigError
 from experiments.evaluation import best as best_checkpoint
@@ -85,7 +95,13 @@ def say(message: str) -> None:
 
 
 class Experiment:
-    """Everything a run needs, built from the config before the workdir is touched."""
+    """Everything a run needs, built from the config before the workdir is touched.
+
+    Building one has no effect beyond this object: it configures nothing process-wide and reads
+    the train split only when a batch is asked for (``sample`` and ``evaluate`` load a workdir
+    through it without either). ``run`` (and the benchmark) configure the host's allocator
+    (``configure_host``) first.
+    """
 
     def __init__(self, config, workdir: str | Path):
         check_config(config)  # a value that cannot work: one ConfigError before anything is built
@@ -95,23 +111,13 @@ class Experiment:
         self.mesh = sharding.make_data_mesh()
         sharding.check_batch_size(config.batch_size, self.mesh)
         sharding.check_batch_size(config.eval_batch_size, self.mesh)
-        self.train_source = data.build_source(config.data, config.data.train_split)
+        host_memory.check(config.get("host_memory", "reuse"))
         self.eval_source = data.build_eval_source(config.data, config.data.eval_split)
-        self.host_batcher = data.build_batcher(
-            config.data, config.batch_size, data_seed(config), source=self.train_source
-        )
-        self.batcher = self.host_batcher  # or, below, its batches gathered on the devices
         self.root = rng.root_key(config.seed)
         self.replicated = sharding.replicated(self.mesh)
         self._place_batch = sharding.batch_placer(self.mesh)
-        # .get: workdirs written before these keys existed load without them.
-        if config.data.get("on_device", False):
-            self.batcher = DeviceBatcher(
-                self.host_batcher, self.replicated, sharding.batch_sharded(self.mesh)
-            )
         options = compiler.step_compiler_options(config.get("cpu_convolutions", "eigen"))
         self.compiler_options = options  # of every step this experiment compiles
-        host_memory.configure(config.get("host_memory", "reuse"))
         self.step_function = functools.partial(self._train_step, self.family)  # not jitted
         self.train_step = jax.jit(
             self.step_function,
@@ -125,6 +131,33 @@ class Experiment:
             if in_training.enabled(config)
             else None
         )
+
+    @functools.cached_property
+    def train_source(self):
+        return data.build_source(self.config.data, self.config.data.train_split)
+
+    @functools.cached_property
+    def host_batcher(self):
+        return data.build_batcher(
+            self.config.data,
+            self.config.batch_size,
+            data_seed(self.config),
+            source=self.train_source,
+        )
+
+    @functools.cached_property
+    def batcher(self):
+        """The train batches: ``host_batcher``'s, or with ``data.on_device`` gathered on the devices."""
+        # .get: workdirs written before the key existed load without it.
+        if self.config.data.get("on_device", False):
+            return DeviceBatcher(
+                self.host_batcher, self.replicated, sharding.batch_sharded(self.mesh)
+            )
+        return self.host_batcher
+
+    def configure_host(self) -> None:
+        """Applies ``config.host_memory`` to this process (the train and benchmark entry points)."""
+        host_memory.configure(self.config.get("host_memory", "reuse"))
 
     @staticmethod
     def _train_step(family, state, batch, root):
@@ -141,8 +174,15 @@ class Experiment:
         init = jax.jit(self.family.init_state, out_shardings=self.replicated)
         return init(rng.purpose_key(self.root, "init"), example)
 
+    def example_batch(self) -> dict:
+        """A host batch with the train batches' shapes and dtypes (from the eval split: loading a
+        workdir reads no train data)."""
+        batch = self.eval_source[np.zeros(self.config.batch_size, np.int64)]
+        return {key: value for key, value in batch.items() if key != "mask"}
+
     def abstract_state(self):
-        example = self.host_batcher.batch(0)  # shapes only: no copy of the split to the devices
+        # Shapes only: no copy of the split to the devices, no train data read.
+        example = jax.eval_shape(lambda: self.example_batch())
         shapes = jax.eval_shape(self.family.init_state, rng.purpose_key(self.root, "init"), example)
         return jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.replicated), shapes
@@ -158,20 +198,20 @@ class Experiment:
     def evaluate(self, state, step: int) -> dict[str, float]:
         """Per-example eval metrics averaged over the whole eval split (float64 accumulation)."""
         eval_key = rng.step_key(self.root, "eval", step)
-        totals, count = {}, 0
-        for index, batch in enumerate(
-            data.eval_batches(self.eval_source, self.config.eval_batch_size)
-        ):
-            mask = np.asarray(batch["mask"])
-            metrics = self.eval_step(
-                state, self.put_batch(batch), jax.random.fold_in(eval_key, index)
-            )
-            for key, value in jax.device_get(metrics).items():
-                totals[key] = totals.get(key, 0.0) + float(
-                    np.sum(np.where(mask, value, 0.0), dtype=np.float64)
-                )
-            count += int(mask.sum())
-        averages = {key: total / count for key, total in totals.items()}
+        batch_size = self.config.eval_batch_size
+
+        def one_batch(batch):
+            # The key of batch b is fold_in(eval_key, b) (b = its first example // batch size).
+            key = jax.random.fold_in(eval_key, int(batch["index"][0]) // batch_size)
+            return self.eval_step(state, self.put_batch(batch), key)
+
+        per_example = batched.collect(
+            batched.batches(len(self.eval_source), batch_size, self.eval_source.__getitem__),
+            one_batch,
+        )
+        averages = {
+            key: float(np.mean(np.asarray(value, np.float64))) for key, value in per_example.items()
+        }
         summarize = getattr(self.family, "summarize_eval", None)
         if summarize is not None:
             averages.update(summarize(averages))
@@ -201,6 +241,7 @@ class Experiment:
     def run(self) -> int:
         """Trains to ``config.num_train_steps``; returns the process exit status."""
         config = self.config
+        self.configure_host()
         self.workdir.mkdir(parents=True, exist_ok=True)
         checkpointer = checkpoint.Checkpointer(
             self.workdir / "checkpoints", keep=config.checkpoints_to_keep
@@ -309,7 +350,9 @@ class Experiment:
 def main(config, workdir: str) -> int:
     """Runs one experiment; bad input (config, data, checkpoint) is reported as one line, status 1."""
     try:
-        return Experiment(config, workdir).run()
+        experiment = Experiment(config, workdir)
+        check_training_paths(config)  # files the in-training metrics need, before the workdir
+        return experiment.run()
     except (ConfigError, data.DataError, checkpoint.CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -94,7 +94,6 @@ GAN_CASES = [
     ("optimizer.generator.grad_clip_norm", -1.0, "generator.grad_clip_norm=-1.0"),
     ("optimizer.generator.warmup_steps", -1, "generator.warmup_steps=-1"),
     ("optimizer.generator.decay_steps", -1, "generator.decay_steps=-1"),
-    ("evaluation.metrics", "fid,lpips", "config.evaluation.metrics='fid,lpips'"),
     ("evaluation.num_samples", 0, "config.evaluation.num_samples=0"),
     ("evaluation.sample_batch_size", 0, "config.evaluation.sample_batch_size=0"),
     ("evaluation.feature_batch_size", -1, "config.evaluation.feature_batch_size=-1"),
@@ -163,19 +162,21 @@ def test_every_optimizer_and_schedule_name_builds():
 def test_training_paths(tmp_path):
     config = tiny_config(**{"evaluation.metrics": "fid"})  # 16 px shapes: the InceptionV3 net
     with pytest.raises(ConfigError, match=r"config\.evaluation\.inception_weights='': the metric"):
-        config_checks.check_training(config)
+        config_checks.check_training_paths(config)
     missing = tiny_config(
         **{"evaluation.metrics": "fid", "evaluation.inception_weights": str(tmp_path / "w.npz")}
     )
     with pytest.raises(ConfigError, match=r"inception_weights=.*w\.npz': no such file"):
-        config_checks.check_training(missing)
+        config_checks.check_training_paths(missing)
     (tmp_path / "cache").write_text("")
     cache_file = tiny_config(
         **{"evaluation.metrics": "fid", "evaluation.cache_dir": str(tmp_path / "cache")}
     )
     with pytest.raises(ConfigError, match=r"config\.evaluation\.cache_dir=.*: is a file"):
-        config_checks.check_training(cache_file)
-    config_checks.check_training(tiny_config())  # no in-training metrics: nothing needed
+        config_checks.check_training_paths(cache_file)
+    # No sample metric in training: no feature net, nothing needed.
+    config_checks.check_training_paths(tiny_config())
+    config_checks.check_training_paths(tiny_config(**{"evaluation.metrics": "nll"}))
 
 
 @pytest.mark.parametrize(
@@ -184,6 +185,8 @@ def test_training_paths(tmp_path):
         ("batch_size", 0, "config.batch_size=0"),  # engine
         ("model.loss", "wgan", "config.model.loss='wgan'"),  # the GAN family's own checks
         ("model.ema_decay", 1.5, "config.model.ema_decay=1.5"),
+        ("evaluation.metrics", "fid,lpips", "lpips"),  # checked with the family's own names
+        ("evaluation.metrics", "fid", "config.evaluation.inception_weights"),  # no weights
     ],
 )
 def test_train_main_prints_one_line_and_leaves_the_workdir(tmp_path, capsys, key, value, expected):
@@ -422,15 +425,15 @@ def command_cases(tmp_path, workdir_path):
             [f"--workdir={workdir_path}", "--step=2", "--best"],
             ["--step", "--best"],
         ),
-        "evaluate: --iwae_k=0": (
+        "evaluate: --num_samples=0": (
             "experiments.evaluate",
-            [f"--workdir={workdir_path}", "--iwae_k=0"],
-            ["--iwae_k=0"],
+            [f"--workdir={workdir_path}", "--num_samples=0"],
+            ["--num_samples=0"],
         ),
         "evaluate: unknown metric": (
             "experiments.evaluate",
             [f"--workdir={workdir_path}", "--metrics=fid,lpips"],
-            ["--metrics=fid,lpips", "lpips"],
+            ["unknown metric", "lpips"],
         ),
         "evaluate: --inception_weights missing": (
             "experiments.evaluate",

@@ -31,7 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import data, rng
+from experiments import batched, data, rng
+from experiments.errors import ConfigError
 from vae_jax import objectives
 
 DEFAULT_BATCH_SIZE = 100
@@ -114,8 +115,13 @@ def evaluation_metrics(family, state, eval_source, key: jax.Array, options=None)
     batch_size = int(option(options, "batch_size", DEFAULT_BATCH_SIZE))
     max_elements = int(option(options, "max_elements", DEFAULT_MAX_ELEMENTS))
     max_examples = int(option(options, "max_examples", 0))
-    if k < 1 or batch_size < 1:
-        raise ValueError(f"iwae_k and batch_size must be >= 1; got {k}, {batch_size}")
+    for name, value, least in (
+        ("iwae_k", k, 1),
+        ("batch_size", batch_size, 1),
+        ("max_examples", max_examples, 0),
+    ):
+        if value < least:
+            raise ConfigError(f"the VAE's evaluation option {name}={value} must be >= {least}")
     if max_examples and max_examples < len(eval_source):
         # Evenly spread over the split (some test files are sorted by class).
         subset = eval_source[np.linspace(0, len(eval_source) - 1, max_examples).astype(int)]
@@ -124,23 +130,22 @@ def evaluation_metrics(family, state, eval_source, key: jax.Array, options=None)
         )
     chunk = chunk_size(k, batch_size, family.values_per_sample, max_elements)
     estimate = compiled_estimates(family, k, chunk)
-    log_px, reconstruction, kl = [], [], []
-    for index, batch in enumerate(data.eval_batches(eval_source, batch_size)):
-        mask = np.asarray(batch["mask"], bool)
+
+    def one_batch(batch):
         labels = family.labels(batch)
-        outputs = estimate(
+        return estimate(
             state.eval_params,
             jnp.asarray(batch["x"]),
             None if labels is None else jnp.asarray(labels),
             key,
-            jnp.uint32(index * batch_size),
+            jnp.uint32(batch["index"][0]),
         )
-        for values, collected in zip(
-            jax.device_get(outputs), (log_px, reconstruction, kl), strict=True
-        ):
-            collected.append(np.asarray(values, np.float64)[mask])
-    nll = -np.concatenate(log_px)
-    reconstruction, kl = np.concatenate(reconstruction), np.concatenate(kl)
+
+    log_px, reconstruction, kl = batched.collect(
+        batched.batches(len(eval_source), batch_size, eval_source.__getitem__), one_batch
+    )
+    log_px, reconstruction, kl = (np.asarray(v, np.float64) for v in (log_px, reconstruction, kl))
+    nll = -log_px
     negative_elbo = reconstruction + kl
     count = len(nll)
     dims_ln2 = math.prod(family.image_shape) * math.log(2)

@@ -475,6 +475,20 @@ class VAEFamily:
             outputs["interpolations"] = self.interpolations(params, batch["x"], labels, pixels)
         return outputs
 
+    # The family's own metric for ``experiments.evaluate --metrics``: the IWAE NLL and its terms.
+    evaluation_metric_names = ("nll",)
+
+    @property
+    def evaluation_options(self) -> dict:
+        """The options of ``evaluation_metrics`` with their defaults (``--family_options``)."""
+        from vae_jax import evaluation
+
+        return {
+            "iwae_k": self.iwae_k_eval,
+            "max_examples": 0,
+            "batch_size": evaluation.DEFAULT_BATCH_SIZE,
+        }
+
     def evaluation_metrics(self, state: VAEState, eval_source, key: jax.Array, options) -> dict:
         """Test-set IWAE NLL (k = ``options['iwae_k']``, default ``iwae_k_eval``) with its standard
         error, the ELBO and its terms, bits/dim; see ``vae_jax.evaluation.evaluation_metrics``."""

@@ -130,15 +130,11 @@ class Batcher:
 
 
 def eval_batches(source: Source, batch_size: int) -> Iterator[Batch]:
-    """The whole split in order, in batches of exactly `batch_size`.
+    """The whole split in order, in batches of exactly `batch_size`: `experiments.batched.batches`
+    over the source (the last batch padded by repeating the last example, 'mask' marking the real
+    examples, 'index' their positions)."""
+    from experiments import batched  # the data package stays importable on its own
 
-    The last batch is padded by repeating the split's last example; its boolean 'mask' marks the
-    real examples (True) so that every batch has one shape and padding can be left out of sums.
-    """
     if batch_size < 1:
         raise DataError(f"batch size must be positive, got {batch_size}")
-    num_examples = len(source)
-    for start in range(0, num_examples, batch_size):
-        positions = np.arange(start, start + batch_size)
-        batch = source[np.minimum(positions, num_examples - 1)]
-        yield {**batch, "mask": positions < num_examples}
+    return batched.batches(len(source), batch_size, source.__getitem__)

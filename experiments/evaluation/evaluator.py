@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from experiments import rng
+from experiments import rng, sampling
 from experiments.errors import ConfigError
 from experiments.evaluation import cache, features, metrics, reference
 
@@ -47,7 +46,7 @@ class EvalOptions:
     """What an evaluation computes and how; also what a family's ``evaluation_metrics`` receives.
 
     Attributes:
-        metrics: names from ``METRIC_NAMES``.
+        metrics: names from ``METRIC_NAMES`` and the family's ``evaluation_metric_names``.
         num_samples: generated samples (``n_generated``).
         reference_split: split of the run's dataset that the samples are compared with.
         feature_net: 'auto', 'classifier' or 'inception' (``features``).
@@ -59,12 +58,8 @@ class EvalOptions:
             depend on it.
         floor: also compute the real-data floor.
         force_fid: compute FID even with fewer samples than twice the feature dimension.
-        family_metrics: call the family's ``evaluation_metrics`` (the command does; the train loop
-            does not: its own ``eval_step`` metrics are there, and e.g. an IWAE bound is costly).
-        iwae_k: importance samples of a likelihood family's NLL estimate (None = the family's
-            default, 5000 for the VAE).
-        max_examples: a likelihood family evaluates only this many test examples, evenly spread
-            over the split (None or 0 = all).
+        family_options: options of the family's own metrics (keys of its
+            ``evaluation_options``, e.g. a VAE's ``iwae_k``); the family's defaults for the rest.
     """
 
     metrics: tuple[str, ...] = METRIC_NAMES
@@ -78,18 +73,52 @@ class EvalOptions:
     feature_batch_size: int | None = None
     floor: bool = True
     force_fid: bool = False
-    family_metrics: bool = True
-    iwae_k: int | None = None
-    max_examples: int | None = None
+    family_options: dict = dataclasses.field(default_factory=dict)
 
 
-def parse_metrics(text: str) -> tuple[str, ...]:
-    """``'fid,kid'`` → ``('fid', 'kid')``; unknown names raise ``ConfigError``."""
+def metric_names(family=None) -> tuple[str, ...]:
+    """Every metric name an evaluation of ``family`` knows: ``METRIC_NAMES`` and the family's own
+    (``evaluation_metric_names``, e.g. a VAE's ``'nll'``)."""
+    return METRIC_NAMES + tuple(getattr(family, "evaluation_metric_names", ()))
+
+
+def parse_metrics(text: str, family=None) -> tuple[str, ...]:
+    """``'fid,kid'`` → ``('fid', 'kid')``; '' → every name of ``metric_names(family)``; unknown
+    names raise ``ConfigError``."""
     names = tuple(name.strip() for name in text.split(",") if name.strip())
-    unknown = [name for name in names if name not in METRIC_NAMES]
+    valid = metric_names(family)
+    if not names:
+        return valid
+    unknown = [name for name in names if name not in valid]
     if unknown:
-        raise ConfigError(f"unknown metric(s) {unknown}; expected names from {list(METRIC_NAMES)}")
+        raise ConfigError(f"unknown metric(s) {unknown}; expected names from {list(valid)}")
     return names
+
+
+def parse_family_options(text: str, family) -> dict:
+    """``'iwae_k=500,max_examples=1000'`` → a dict of the family's evaluation options, each value
+    converted to the type of the family's default; unknown keys and bad values raise
+    ``ConfigError``."""
+    defaults = dict(getattr(family, "evaluation_options", {}) or {})
+    options = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, equals, value = item.partition("=")
+        key = key.strip()
+        if not equals or key not in defaults:
+            valid = ", ".join(sorted(defaults)) or "none for this family"
+            raise ConfigError(
+                f"--family_options: {item!r} is not KEY=VALUE with KEY one of: {valid}"
+            )
+        kind = type(defaults[key])
+        try:
+            options[key] = kind(value.strip())
+        except ValueError as error:
+            raise ConfigError(
+                f"--family_options: {key}={value!r} is not a {kind.__name__}"
+            ) from error
+    return options
 
 
 def git_commit() -> str:
@@ -195,10 +224,6 @@ def compute_metrics(
     return results
 
 
-def balanced_labels(num: int, num_classes: int) -> np.ndarray:
-    return (np.arange(num) % num_classes).astype(np.int32)
-
-
 def generated_features(
     family,
     state,
@@ -208,33 +233,25 @@ def generated_features(
     labels=None,
     samplers: dict | None = None,
 ) -> features.Features:
-    """Features of ``options.num_samples`` samples; batch ``b`` is drawn with ``fold_in(key, b)``.
-
-    ``samplers``: a dict that keeps the compiled sampling function between calls (in training).
-    """
-    batch = options.sample_batch_size
+    """Features of ``options.num_samples`` samples drawn by the sampling contract
+    (``experiments.sampling``: sample ``i`` from ``fold_in(key, i)``), so they do not depend on
+    ``options.sample_batch_size``. ``samplers``: a dict that keeps the compiled sampling function
+    between calls (in training)."""
     samplers = {} if samplers is None else samplers
-    cache_key = (batch, labels is not None)
-    if cache_key not in samplers:
-        if labels is None:
-            samplers[cache_key] = jax.jit(lambda state, key: family.sample(state, key, batch))
-        else:
-            samplers[cache_key] = jax.jit(
-                lambda state, key, labels: family.sample(state, key, batch, labels)
-            )
-    sample = samplers[cache_key]
-    parts = []
-    for index, start in enumerate(range(0, options.num_samples, batch)):
-        count = min(batch, options.num_samples - start)
-        batch_key = jax.random.fold_in(key, index)
-        if labels is None:
-            images = sample(state, batch_key)
-        else:
-            chunk = labels[start : start + batch]
-            chunk = np.concatenate([chunk, np.zeros(batch - count, chunk.dtype)])
-            images = sample(state, batch_key, jnp.asarray(chunk))
-        parts.append(feature_net.extract_batch(np.asarray(jax.device_get(images))[:count]))
-    return features.Features.concatenate(parts)
+    if "sampler" not in samplers:
+        samplers["sampler"] = jax.jit(sampling.sampler(family))
+    batches = sampling.sample_batches(
+        family,
+        state,
+        options.num_samples,
+        key,
+        labels=labels,
+        batch_size=options.sample_batch_size,
+        compiled=samplers["sampler"],
+    )
+    return features.Features.concatenate(
+        [feature_net.extract_batch(images) for images, _ in batches]
+    )
 
 
 def evaluate(
@@ -247,14 +264,18 @@ def evaluate(
     eval_source=None,
     feature_net: features.FeatureNet | None = None,
     samplers: dict | None = None,
+    family_key: jax.Array | None = None,
     log=None,
 ) -> dict:
     """Evaluates ``state``: ``{'metrics': {...}, 'floor': {...} | None, 'protocol': {...}}``.
 
-    ``key`` fixes the samples. A family with an ``evaluation_metrics(state, eval_source, key,
-    options)`` method contributes its own metrics (merged into ``metrics``). Sample-based image
-    metrics are skipped, with the reason in ``protocol['skipped']``, for data that are not images
-    and (``acc``, ``ifid``) for families that are not conditional.
+    ``key`` is the samples' key (``experiments.sampling``: sample ``i`` from ``fold_in(key, i)``).
+    The family's own metrics (names in its ``evaluation_metric_names``, e.g. a VAE's ``'nll'``)
+    are computed by its ``evaluation_metrics(state, eval_source, family_key, family_options)``
+    only when ``options.metrics`` names one of them, and merged into ``metrics``
+    (``family_key`` defaults to ``purpose_key(key, 'family')``). Sample-based image metrics are
+    skipped, with the reason in ``protocol['skipped']``, for data that are not images and
+    (``acc``, ``ifid``) for families that are not conditional.
     """
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     cache_dir = cache.resolve_cache_dir(options.cache_dir)
@@ -262,7 +283,9 @@ def evaluate(
         from experiments import data
 
         eval_source = data.build_eval_source(data_config, options.reference_split)
-    names = list(options.metrics)
+    own = tuple(getattr(family, "evaluation_metric_names", ()))
+    names = [name for name in options.metrics if name not in own]
+    family_names = [name for name in options.metrics if name in own]
     skipped = {}
     is_images = len(eval_source.example_shape) == 3
     conditional = bool(getattr(family, "conditional", False))
@@ -278,10 +301,10 @@ def evaluate(
     protocol: dict = {
         "dataset": data_config.name,
         "reference_split": options.reference_split,
-        "metrics": names,
+        "metrics": names + family_names,
         "seed": options.seed,
         "sample_batch_size": options.sample_batch_size,
-        "samples": "batch b of sample_batch_size drawn with fold_in(purpose_key(key, 'samples'), b)",
+        "samples": "sample i drawn with fold_in(key, i) (experiments.sampling); labels i % classes",
         "is_splits": metrics.IS_SPLITS,
         "kid_subsets": metrics.KID_NUM_SUBSETS,
         "kid_subset_size": metrics.KID_SUBSET_SIZE,
@@ -305,13 +328,8 @@ def evaluate(
             )
         protocol.update(feature_net.protocol())
         real = reference.real_features(feature_net, data_config, options.reference_split, cache_dir)
-        labels = (
-            balanced_labels(options.num_samples, eval_source.num_classes) if conditional else None
-        )
-        sample_key = rng.purpose_key(key, "samples")
-        generated = generated_features(
-            family, state, feature_net, sample_key, options, labels, samplers
-        )
+        labels = sampling.resolve_labels(family, options.num_samples, None)
+        generated = generated_features(family, state, feature_net, key, options, labels, samplers)
         metrics_key_seed = options.seed
         results = compute_metrics(
             names, real, generated, labels, seed=metrics_key_seed, force_fid=options.force_fid
@@ -340,10 +358,13 @@ def evaluate(
                 "examples": floor_real.indices,
                 "subset_seed": reference.FLOOR_SUBSET_SEED,
             }
-    family_metrics = getattr(family, "evaluation_metrics", None)
-    if family_metrics is not None and options.family_metrics:
-        extra = family_metrics(state, eval_source, rng.purpose_key(key, "family"), options)
+    if family_names:
+        if family_key is None:
+            family_key = rng.purpose_key(key, "family")
+        family_options = {**getattr(family, "evaluation_options", {}), **options.family_options}
+        extra = family.evaluation_metrics(state, eval_source, family_key, family_options)
         results.update({k: float(v) if np.ndim(v) == 0 else v for k, v in extra.items()})
+        protocol["family_options"] = family_options
     protocol["skipped"] = skipped
     protocol.update(environment())
     return {"metrics": results, "floor": floor, "protocol": protocol}

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import sharding
+from experiments import batched, sharding
 from experiments.errors import ConfigError
 from experiments.evaluation import classifier, inception
 
@@ -116,25 +116,21 @@ class FeatureNet:
         """Features of one array of images (any count), computed ``batch_size`` at a time."""
         images = np.asarray(images, np.float32)
         self.check_shape(images.shape[1:])
-        forward = self._forward()
-        size = self._padded_batch
-        features, logits = [], []
-        for start in range(0, images.shape[0], size):
-            chunk = images[start : start + size]
-            count = chunk.shape[0]
-            if count < size:
-                padding = np.zeros((size - count, *chunk.shape[1:]), np.float32)
-                chunk = np.concatenate([chunk, padding])
-            chunk = jax.device_put(chunk, sharding.batch_sharded(self._mesh))
-            f, g = jax.device_get(forward(self._variables, chunk))
-            features.append(np.asarray(f)[:count])
-            logits.append(np.asarray(g)[:count])
-        if not features:
+        if images.shape[0] == 0:
             return Features(
                 np.zeros((0, self.feature_dim), np.float32),
                 np.zeros((0, self.num_classes), np.float32),
             )
-        return Features(np.concatenate(features), np.concatenate(logits))
+        forward = self._forward()
+        placement = sharding.batch_sharded(self._mesh)
+
+        def one_batch(batch):
+            return forward(self._variables, jax.device_put(batch["x"], placement))
+
+        read = lambda positions: {"x": images[positions]}
+        size = self._padded_batch
+        features, logits = batched.collect(batched.batches(len(images), size, read), one_batch)
+        return Features(features, logits)
 
     def extract(self, batches: Iterable[np.ndarray]) -> Features:
         """Features of a stream of image arrays, in order."""

@@ -3,7 +3,8 @@
 Enabled by ``config.evaluation.metrics`` (comma-separated names of ``evaluator.METRIC_NAMES``; ''
 = off). ``config.evaluation.num_samples`` samples (fewer than the command's default 10 000 is fine:
 FID's bias grows as the count shrinks, so compare in-training numbers only with each other) are
-drawn with the key ``fold_in(purpose_key(root, 'eval_metrics'), step)``. The scalars are logged as
+drawn by the sampling contract (``experiments.sampling``) with the key
+``purpose_key(fold_in(purpose_key(root, 'eval_metrics'), step), 'samples')``. The scalars are logged as
 ``eval/<key>``; the full report with its protocol (which says how many samples) goes to
 ``WORKDIR/eval/in_training/<step>.json``. The feature net and the real features are built on the
 first eval and reused.
@@ -25,11 +26,11 @@ def enabled(config) -> bool:
     return evaluation is not None and bool(evaluation.get("metrics", ""))
 
 
-def options_from_config(config) -> evaluator.EvalOptions:
+def options_from_config(config, family=None) -> evaluator.EvalOptions:
     """In-training ``EvalOptions`` from ``config.evaluation`` (see ``configs/base.py``)."""
     evaluation = config.evaluation
     return evaluator.EvalOptions(
-        metrics=evaluator.parse_metrics(evaluation.metrics),
+        metrics=evaluator.parse_metrics(evaluation.metrics, family),
         num_samples=evaluation.num_samples,
         reference_split=evaluation.reference_split or config.data.eval_split,
         feature_net=evaluation.feature_net,
@@ -40,7 +41,6 @@ def options_from_config(config) -> evaluator.EvalOptions:
         feature_batch_size=evaluation.feature_batch_size or None,
         floor=False,
         force_fid=evaluation.force_fid,
-        family_metrics=False,
     )
 
 
@@ -49,12 +49,12 @@ class InTrainingEvaluator:
 
     def __init__(self, config, family, workdir: Path, root):
         self.config, self.family, self.workdir, self.root = config, family, Path(workdir), root
-        self.options = options_from_config(config)
+        self.options = options_from_config(config, family)
         self.feature_net: features.FeatureNet | None = None
         self.samplers: dict = {}  # compiled sampling functions, kept between evals
 
     def __call__(self, state, step: int, eval_source) -> dict[str, float]:
-        key = rng.step_key(self.root, "eval_metrics", step)
+        key = rng.purpose_key(rng.step_key(self.root, "eval_metrics", step), "samples")
         if self.feature_net is None and self.options.metrics:
             self.feature_net = features.build_feature_net(
                 self.options.feature_net,
@@ -80,7 +80,7 @@ class InTrainingEvaluator:
         report["protocol"].update(
             step=step,
             in_training=True,
-            sample_key="fold_in(purpose_key(root_key(seed), 'eval_metrics'), step)",
+            sample_key="purpose_key(fold_in(purpose_key(root_key(seed), 'eval_metrics'), step), 'samples')",
         )
         directory = self.workdir / IN_TRAINING_DIR
         directory.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import data
+from experiments import batched, data
 from experiments.evaluation import metrics
 from experiments.evaluation.features import FeatureNet, Features
 
@@ -94,14 +94,18 @@ def real_features(
             labels = archive["labels"] if "labels" in archive.files else None
             stats = metrics.GaussianStats(archive["mu"], archive["sigma"], int(archive["n"]))
         return RealFeatures(features, labels, stats, data_config.name, split, description, path)
-    parts, labels = [], []
-    for start in range(0, len(indices), IMAGE_BATCH):
-        batch = source[indices[start : start + IMAGE_BATCH]]
-        parts.append(feature_net.extract_batch(batch["x"]))
+
+    def one_batch(batch):
+        extracted = feature_net.extract_batch(batch["x"])
+        outputs = {"features": extracted.features, "logits": extracted.logits}
         if has_labels:
-            labels.append(batch["label"])
-    features = Features.concatenate(parts)
-    label_array = np.concatenate(labels).astype(np.int32) if has_labels else None
+            outputs["label"] = batch["label"]
+        return outputs
+
+    read = lambda positions: source[indices[positions]]
+    outputs = batched.collect(batched.batches(len(indices), IMAGE_BATCH, read), one_batch)
+    features = Features(outputs["features"], outputs["logits"])
+    label_array = outputs["label"].astype(np.int32) if has_labels else None
     stats = metrics.gaussian_stats(features.features)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = dict(

@@ -4,10 +4,12 @@ and the ``experiments.evaluate`` command. The feature net is a randomly initiali
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+from typing import ClassVar
 
 import jax
 import numpy as np
@@ -17,6 +19,7 @@ from test_eval_features import random_classifier
 from configs import base
 from conftest import REPO_ROOT, run_main, shared_data_dir
 from experiments import rng, train, writers
+from experiments.errors import ConfigError
 from experiments.evaluation import (
     best,
     classifier,
@@ -89,7 +92,12 @@ def test_evaluator_report_is_complete_and_reproducible(tmp_path, feature_net):
 def test_family_hook_and_non_image_data(tmp_path, feature_net):
     config = eval_config(tmp_path)
 
+    calls = []
+
     class WithHook:
+        evaluation_metric_names = ("hook",)
+        evaluation_options: ClassVar[dict] = {"scale": 1.0, "count": 3}
+
         def __init__(self, family):
             self.family = family
 
@@ -97,22 +105,39 @@ def test_family_hook_and_non_image_data(tmp_path, feature_net):
             return getattr(self.family, name)
 
         def evaluation_metrics(self, state, eval_source, key, options):
-            return {"nll": np.float32(1.5), "num_eval": len(eval_source)}
+            calls.append(options)
+            return {"nll": np.float32(1.5 * options["scale"]), "num_eval": len(eval_source)}
 
     family = WithHook(make_family(config))
     options = evaluator.EvalOptions(
-        metrics=("fid",), num_samples=60, sample_batch_size=60, cache_dir=tmp_path, floor=False
+        metrics=("fid", "hook"),
+        num_samples=60,
+        sample_batch_size=60,
+        cache_dir=tmp_path,
+        floor=False,
+        family_options=evaluator.parse_family_options("scale=2", family),
     )
     state = train.Experiment(config, tmp_path / "run").initial_state()
     report = evaluator.evaluate(
         family, state, config.data, options, jax.random.key(0), feature_net=feature_net
     )
-    assert report["metrics"]["nll"] == 1.5 and report["metrics"]["num_eval"] == 2000
+    assert report["metrics"]["nll"] == 3.0 and report["metrics"]["num_eval"] == 2000
+    assert calls == [{"scale": 2.0, "count": 3}]  # the family's defaults, then the options given
     assert "fid" in report["metrics"] and report["floor"] is None
+    # --metrics means what it says: without the family's name its metrics are not computed.
+    only_fid = dataclasses.replace(options, metrics=("fid",))
+    report = evaluator.evaluate(
+        family, state, config.data, only_fid, jax.random.key(0), feature_net=feature_net
+    )
+    assert "nll" not in report["metrics"] and len(calls) == 1
     toy = base.get_data_config(name="ring2d", test_size=100)
     report = evaluator.evaluate(family, state, toy, options, jax.random.key(0))
     assert set(report["metrics"]) == {"nll", "num_eval"}
     assert report["protocol"]["skipped"] == {"fid": "the data are not images"}
+    assert evaluator.parse_metrics("", family) == (*evaluator.METRIC_NAMES, "hook")
+    for bad in ("scale", "size=2", "count=many"):
+        with pytest.raises(ConfigError, match="--family_options"):
+            evaluator.parse_family_options(bad, family)
 
 
 def test_parse_metrics():
@@ -193,7 +218,7 @@ def test_in_training_options_come_from_the_config(tmp_path):
     assert options.metrics == ("fid", "kid", "is", "pr", "dc")
     assert options.reference_split == "test" and options.num_samples == 120
     assert options.floor is False and options.seed == config.seed
-    assert options.family_metrics is False
+    assert options.family_options == {}
 
 
 @pytest.mark.slow

@@ -50,13 +50,15 @@ def test_beta_vae_shapes_end_to_end(tmp_path):
     )
     assert step == 6 and metrics["num_examples"] == 40
     assert 0 < metrics["nll_iwae"] < -metrics["elbo"] + 1.0
-    # The command's --iwae_k and --max_examples reach the same estimate.
-    command = [sys.executable, "-m", "experiments.evaluate", f"--workdir={tmp_path}", "--metrics="]
-    command += ["--nofloor", "--iwae_k=10", "--max_examples=40", f"--output={tmp_path / 'e.json'}"]
+    # The command's --family_options reach the same estimate; --metrics=nll computes nothing else.
+    command = [sys.executable, "-m", "experiments.evaluate", f"--workdir={tmp_path}"]
+    command += ["--metrics=nll", "--nofloor", "--family_options=iwae_k=10,max_examples=40"]
+    command += [f"--output={tmp_path / 'e.json'}"]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "e.json").read_text())
     assert report["nll_iwae_k"] == 10 and report["num_examples"] == 40
+    assert "fid" not in report and report["protocol"]["metrics"] == ["nll"]
     samples = experiment.family.sample(state, jax.random.key(0), 5)
     assert samples.shape == (5, 16, 16, 1)
     from experiments import sample as sample_command
