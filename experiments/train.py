@@ -242,6 +242,7 @@ class Experiment:
         """Trains to ``config.num_train_steps``; returns the process exit status."""
         config = self.config
         self.configure_host()
+        _ = self.batcher  # reads the train split: a data error comes before the workdir is touched
         self.workdir.mkdir(parents=True, exist_ok=True)
         checkpointer = checkpoint.Checkpointer(
             self.workdir / "checkpoints", keep=config.checkpoints_to_keep
