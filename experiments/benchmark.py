@@ -1,4 +1,7 @@
-"""Times the project's real train step: ``python -m experiments.benchmark --config=FILE [--steps=N]``.
+"""Times the project's real train step.
+
+Usage: python -m experiments.benchmark --config=FILE[:ARG] [--steps=50] [--warmup=5]
+       [--data_steps=200] [--peak_size=2048] [--products_runs=N] [--config.KEY=VALUE ...]
 
 It builds ``experiments.train.Experiment`` from the config (the same family, batcher, jitted and
 donating ``train_step`` and ``put_batch`` that training runs) and measures:
@@ -419,17 +422,23 @@ def format_table(result: dict) -> str:
 
 def main(argv) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
     cli.quiet_library_logs()
+    from experiments import data
+    from experiments.errors import ConfigError
+
     config = _CONFIG.value
-    result = benchmark(
-        config,
-        _STEPS.value,
-        _WARMUP.value,
-        _DATA_STEPS.value,
-        _PEAK_SIZE.value,
-        _PRODUCTS_RUNS.value,
-    )
+    try:
+        result = benchmark(
+            config,
+            _STEPS.value,
+            _WARMUP.value,
+            _DATA_STEPS.value,
+            _PEAK_SIZE.value,
+            _PRODUCTS_RUNS.value,
+        )
+    except (ConfigError, data.DataError) as error:  # raised while the experiment is built
+        cli.fail(str(error), status=1)
     result["config"] = flags.FLAGS["config"].config_filename
     print(format_table(result), flush=True)
     print(json.dumps(result), flush=True)

@@ -1,7 +1,11 @@
-"""Evaluates a checkpoint: ``python -m experiments.evaluate --workdir DIR [--step S] [--best]
-[--num_samples 10000] [--metrics fid,kid,is,pr,dc,acc,ifid] [--reference_split test]
-[--feature_net auto|classifier|inception] [--inception_weights FILE.npz] [--seed 0] [--nofloor]
-[--family_options KEY=VALUE,...]``.
+"""Evaluates a checkpoint (FID, KID, scores, precision/recall; a family's own metrics such as a
+VAE's likelihood bound).
+
+Usage: python -m experiments.evaluate --workdir=DIR [--step=S | --best] [--num_samples=10000]
+       [--metrics=fid,kid,is,pr,dc,acc,ifid,...] [--reference_split=test]
+       [--feature_net=auto|classifier|inception] [--inception_weights=FILE.npz] [--seed=0]
+       [--nofloor] [--family_options=KEY=VALUE,...] [--output=FILE.json]
+   or: python -m experiments.evaluate --dataset=NAME [--data_dir=DIR] [--output=FILE.json]
 
 ``--metrics`` computes only what it names; without it, every metric the model has: the sample
 metrics and the family's own (a VAE's ``nll``: the IWAE estimate of the test NLL, which takes
@@ -32,9 +36,9 @@ from absl import app, flags
 from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Experiment directory to evaluate.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).", lower_bound=0)
 _BEST = flags.DEFINE_bool("best", False, "Evaluate the checkpoint kept in checkpoints_best/.")
-_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 10_000, "Generated samples.")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 10_000, "Generated samples.", lower_bound=1)
 _METRICS = flags.DEFINE_string(
     "metrics",
     "",
@@ -53,10 +57,14 @@ _INCEPTION_WEIGHTS = flags.DEFINE_string(
 _CACHE_DIR = flags.DEFINE_string(
     "cache_dir", "", "Evaluation cache ('' = $GAN_VAE_JAX_CACHE or ~/.cache/gan_vae_jax)."
 )
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the samples (and of KID's subsets).")
-_SAMPLE_BATCH_SIZE = flags.DEFINE_integer("sample_batch_size", 500, "Samples per sample() call.")
+_SEED = flags.DEFINE_integer(
+    "seed", 0, "Seed of the samples (and of KID's subsets).", lower_bound=0, upper_bound=2**63 - 1
+)
+_SAMPLE_BATCH_SIZE = flags.DEFINE_integer(
+    "sample_batch_size", 500, "Samples per sample() call.", lower_bound=1
+)
 _FEATURE_BATCH_SIZE = flags.DEFINE_integer(
-    "feature_batch_size", 0, "Images per feature-net call (0 = its default)."
+    "feature_batch_size", 0, "Images per feature-net call (0 = its default).", lower_bound=0
 )
 _FAMILY_OPTIONS = flags.DEFINE_string(
     "family_options",
@@ -164,21 +172,61 @@ def evaluate_workdir(workdir: Path) -> tuple[dict, Path]:
 
 def evaluate_floor() -> dict:
     from configs import base
+    from experiments import data
     from experiments.evaluation import evaluator
 
     data_config = base.get_data_config(name=_DATASET.value, dir=_DATA_DIR.value)
     options = make_options(evaluation_settings(None), _REFERENCE_SPLIT.value or "test")
+    data.check_split(data_config, options.reference_split)  # before the feature net is built
     report = evaluator.floor_report(data_config, options)
     report["protocol"]["command"] = " ".join(["python -m experiments.evaluate", *sys.argv[1:]])
     return evaluator.flat_report(report)
 
 
+def check_flags() -> None:
+    """Raises cli.UsageError for a flag value that cannot work, before anything is loaded (the
+    reference split is checked once the dataset is known)."""
+    if _WORKDIR.value and _DATASET.value:
+        raise cli.UsageError("--workdir and --dataset exclude each other")
+    if _DATA_DIR.value and not _DATASET.value:
+        raise cli.UsageError(
+            "--data_dir goes with --dataset (a workdir's data.dir is in its config)"
+        )
+    if _BEST.value and _STEP.value is not None:
+        raise cli.UsageError("--step and --best exclude each other")
+    if _BEST.value and not _WORKDIR.value:
+        raise cli.UsageError("--best needs --workdir")
+    weights = _INCEPTION_WEIGHTS.value
+    if weights and not Path(weights).expanduser().is_file():
+        raise cli.UsageError(f"--inception_weights={weights}: no such file")
+    if _CACHE_DIR.value:
+        cli.check_dir(Path(_CACHE_DIR.value).expanduser(), "--cache_dir", writable=False)
+    if _OUTPUT.value:
+        cli.check_output_file(_OUTPUT.value, "--output")
+    from experiments import data  # these import jax
+    from experiments.evaluation import features
+
+    if _FEATURE_NET.value and _FEATURE_NET.value not in features.FEATURE_NET_NAMES:
+        raise cli.UsageError(
+            f"--feature_net={_FEATURE_NET.value}: expected one of {list(features.FEATURE_NET_NAMES)}"
+        )
+    if _DATASET.value:
+        try:
+            data.check_name(_DATASET.value)
+        except data.DataError as error:
+            raise cli.UsageError(f"--dataset={_DATASET.value}: {error}") from error
+
+
 def main(argv) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
     if not _WORKDIR.value and not _DATASET.value:
         cli.fail("missing --workdir=DIR (or --dataset=NAME for the real-data floor alone)")
     cli.quiet_library_logs()
+    try:
+        check_flags()
+    except cli.UsageError as error:
+        cli.fail(str(error))
     from experiments import data
     from experiments.checkpoint import CheckpointError
     from experiments.errors import ConfigError
@@ -194,11 +242,14 @@ def main(argv) -> None:
     if output is None:
         print(text)
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text + "\n")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text + "\n")
+    except OSError as error:
+        cli.fail(f"cannot write {output}: {error}", status=1)
     shown = {k: v for k, v in report.items() if isinstance(v, float)}
     print(json.dumps({"written": str(output), **shown}, indent=2))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

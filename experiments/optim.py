@@ -12,6 +12,9 @@ import optax
 
 from experiments.errors import ConfigError
 
+OPTIMIZER_NAMES = ("adam", "adamw", "rmsprop", "sgd", "adagrad")
+SCHEDULE_NAMES = ("constant", "cosine", "linear_decay")
+
 
 def default_optimizer_config(**overrides) -> ml_collections.ConfigDict:
     """Every key an optimiser config may set, with defaults (Adam, constant 1e-3)."""

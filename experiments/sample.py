@@ -1,5 +1,7 @@
-"""Draws samples from a trained model: ``python -m experiments.sample --workdir=DIR --num=N
---out=FILE.npz [--labels=0,1,...] [--seed=S] [--step=STEP] [--batch_size=B]``.
+"""Draws samples from a trained model.
+
+Usage: python -m experiments.sample --workdir=DIR --num=N --out=FILE.npz [--labels=0,1,...]
+       [--seed=S] [--step=STEP] [--batch_size=B]
 
 Loads the workdir's config and its latest checkpoint (or ``--step``), and writes ``N`` samples of the
 model (``family.sample``: the EMA generator of a GAN when it has one) to an ``.npz`` file holding
@@ -31,8 +33,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Experiment workdir (config.json
 _NUM = flags.DEFINE_integer("num", None, "Number of samples.", lower_bound=1)
 _OUT = flags.DEFINE_string("out", None, "Output .npz file.")
 _LABELS = flags.DEFINE_list("labels", None, "Class labels, repeated to fill --num (conditional).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the latents and of drawn labels.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+_SEED = flags.DEFINE_integer(
+    "seed", 0, "Seed of the latents and of drawn labels.", lower_bound=0, upper_bound=2**63 - 1
+)
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).", lower_bound=0)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 500, "Samples computed at once.", lower_bound=1)
 
 
@@ -71,6 +75,12 @@ def main(argv) -> None:
     for name, holder in (("workdir", _WORKDIR), ("num", _NUM), ("out", _OUT)):
         if holder.value is None:
             cli.fail(f"missing --{name}")
+    out = Path(_OUT.value).expanduser()
+    try:
+        cli.check_output_file(out, "--out")
+        labels = parse_labels(_LABELS.value)
+    except (cli.UsageError, SampleError) as error:
+        cli.fail(str(error))
     cli.quiet_library_logs()
     import numpy as np
 
@@ -78,7 +88,6 @@ def main(argv) -> None:
     from experiments.errors import ConfigError
 
     try:
-        labels = parse_labels(_LABELS.value)
         experiment, state, step = workdir.load_experiment(_WORKDIR.value, _STEP.value)
         samples, labels = generate(
             experiment.family,
@@ -90,14 +99,17 @@ def main(argv) -> None:
         )
     except (SampleError, ConfigError, checkpoint.CheckpointError, data.DataError) as error:
         cli.fail(str(error), status=1)
-    out = Path(_OUT.value)
-    out.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"samples": samples} if labels is None else {"samples": samples, "labels": labels}
-    np.savez(out, **arrays)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "wb") as file:  # a file object: np.savez would add .npz to a path
+            np.savez(file, **arrays)
+    except OSError as error:
+        cli.fail(f"cannot write --out={out}: {error}", status=1)
     shown = f" with labels {np.bincount(labels).tolist()}" if labels is not None else ""
     print(f"Wrote {len(samples)} samples{shown} from checkpoint {step} to {out}.")
     sys.exit(0)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

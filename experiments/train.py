@@ -29,6 +29,7 @@ from experiments import (
     sharding,
     writers,
 )
+from experiments.config_checks import check_config, check_training_paths
 from experiments.data.on_device import DeviceBatcher
 from experiments.errors import ConfigError
 from experiments.evaluation import best as best_checkpoint
@@ -103,6 +104,7 @@ class Experiment:
     """
 
     def __init__(self, config, workdir: str | Path):
+        check_config(config)  # a value that cannot work: one ConfigError before anything is built
         self.config = config
         self.workdir = Path(workdir)
         self.family = make_family(config)
@@ -244,6 +246,7 @@ class Experiment:
             self.batcher
         )  # reads the train split: a data error stops the run before the workdir exists
         self.configure_host()
+        _ = self.batcher  # reads the train split: a data error comes before the workdir is touched
         self.workdir.mkdir(parents=True, exist_ok=True)
         checkpointer = checkpoint.Checkpointer(
             self.workdir / "checkpoints", keep=config.checkpoints_to_keep
@@ -364,7 +367,9 @@ class Experiment:
 def main(config, workdir: str) -> int:
     """Runs one experiment; bad input (config, data, checkpoint) is reported as one line, status 1."""
     try:
-        return Experiment(config, workdir).run()
+        experiment = Experiment(config, workdir)
+        check_training_paths(config)  # files the in-training metrics need, before the workdir
+        return experiment.run()
     except (ConfigError, data.DataError, checkpoint.CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

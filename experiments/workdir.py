@@ -30,6 +30,10 @@ def tuples_for_lists(value):
 def config_path(workdir: str | Path) -> Path:
     """The config the workdir's latest checkpoints were trained with (the last resume's, if any)."""
     workdir = Path(workdir)
+    if not workdir.exists():
+        raise ConfigError(f"workdir {workdir} does not exist")
+    if not workdir.is_dir():
+        raise ConfigError(f"workdir {workdir} is a file, not an experiment workdir")
     resumed = [
         (int(match.group(1)), path)
         for path in workdir.glob("config.resumed_at_*.json")
@@ -45,7 +49,13 @@ def config_path(workdir: str | Path) -> Path:
 
 def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
     """The resolved config a workdir was trained with, locked."""
-    values = tuples_for_lists(json.loads(config_path(workdir).read_text()))
+    path = config_path(workdir)
+    try:
+        values = tuples_for_lists(json.loads(path.read_text()))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"cannot read {path}: {error}") from error
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} does not hold a config (a JSON object)")
     return ml_collections.ConfigDict(values).lock()
 
 
@@ -60,6 +70,8 @@ def load_experiment(workdir: str | Path, step: int | None = None):
 
     workdir = Path(workdir)
     experiment = train.Experiment(load_config(workdir), workdir)
+    if not (workdir / "checkpoints").is_dir():  # checked here: the Checkpointer would create it
+        raise checkpoint.CheckpointError(f"{workdir} has no checkpoints/ (no checkpoint saved yet)")
     checkpointer = checkpoint.Checkpointer(workdir / "checkpoints", keep=1_000_000)
     try:
         steps = checkpointer.complete_steps()

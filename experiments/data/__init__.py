@@ -31,10 +31,16 @@ from typing import Any
 
 import numpy as np
 
-from experiments.data.amat import load_binarized_mnist
-from experiments.data.embedded import TOY_2D_NAMES, make_shapes, make_toy_2d, toy_modes
+from experiments.data.amat import SPLIT_ROWS, load_binarized_mnist
+from experiments.data.embedded import (
+    DEFAULT_SPLIT_SIZES,
+    TOY_2D_NAMES,
+    make_shapes,
+    make_toy_2d,
+    toy_modes,
+)
 from experiments.data.errors import DataError
-from experiments.data.idx import MNIST_FAMILY_COUNTS, load_idx_split
+from experiments.data.idx import MNIST_FAMILY_COUNTS, SPLIT_FILE_STEMS, load_idx_split
 from experiments.data.pipeline import Batcher, dynamic_binarize, epoch_permutation, eval_batches
 from experiments.data.sources import ArraySource, PixelSource, Source
 
@@ -47,6 +53,8 @@ __all__ = [
     "build_batcher",
     "build_eval_source",
     "build_source",
+    "check_name",
+    "check_split",
     "dynamic_binarize",
     "epoch_permutation",
     "eval_batches",
@@ -96,6 +104,31 @@ def resolve_data_dir(configured_dir: str, name: str) -> Path:
         f"--config.data.dir to the folder holding its files, or ${DATA_ENV_VAR} to a folder "
         f"with a {name}/ subfolder."
     )
+
+
+def check_name(name: str) -> None:
+    """Raises DataError unless `name` is one of `VALID_NAMES` (any `tfds:<name>`)."""
+    known = name in FILE_DATASETS or name in EMBEDDED_DATASETS
+    if not known and not (name.startswith(TFDS_PREFIX) and len(name) > len(TFDS_PREFIX)):
+        raise DataError(f"unknown dataset {name!r}; valid names: {', '.join(VALID_NAMES)}")
+
+
+def check_split(data_config: Any, split: str) -> None:
+    """Raises DataError when the dataset `data_config.name` has no split `split`, without reading
+    it. TFDS datasets (any TFDS split string) are checked when read."""
+    name = data_config.name
+    if name in MNIST_FAMILY_COUNTS:
+        valid = SPLIT_FILE_STEMS
+    elif name == "binarized_mnist":
+        valid = SPLIT_ROWS
+    elif name in DEFAULT_SPLIT_SIZES:
+        if data_config.get(f"{split}_size", None) is not None:  # an embedded split of given size
+            return
+        valid = DEFAULT_SPLIT_SIZES[name]
+    else:
+        return
+    if split not in valid:
+        raise DataError(f"{name}: unknown split {split!r}; expected one of {list(valid)}")
 
 
 def build_source(data_config: Any, split: str) -> Source:

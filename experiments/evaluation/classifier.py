@@ -1,6 +1,9 @@
 """The domain classifier of MNIST-format datasets (MNIST, Fashion-MNIST, KMNIST): network, training,
 cache and command.
 
+Usage: python -m experiments.evaluation.classifier --config=configs/classifier_mnist.py[:DATASET]
+       [--cache_dir=DIR] [--config.KEY=VALUE ...]
+
 Its 128-d penultimate activations, divided by one fixed ``feature_scale``, are the features of FID,
 KID and precision/recall; its logits give the classifier score and the label accuracy of
 conditional samples (see ``features``).
@@ -375,6 +378,10 @@ def main(argv) -> None:
     cli.quiet_library_logs()
     config = flags.FLAGS[cli.CONFIG_FLAG].value
     cache_dir = flags.FLAGS["cache_dir"].value or cache_lib.default_cache_dir()
+    try:  # before training, which takes minutes
+        cli.check_dir(cache_dir, "--cache_dir")
+    except cli.UsageError as error:
+        cli.fail(str(error))
     try:
         trained = load_or_train(config.data.name, cache_dir, config=config)
     except (ClassifierError, data.DataError) as error:
