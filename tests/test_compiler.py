@@ -33,7 +33,7 @@ def small_dcgan(cpu_convolutions: str):
 
 def compiled_step_text(cpu_convolutions: str) -> str:
     experiment = train.Experiment(small_dcgan(cpu_convolutions), tempfile.mkdtemp())
-    state = experiment.initial_state()
+    state = experiment.abstract_state()  # shapes and shardings: nothing to initialise or run
     batch = experiment.put_batch(experiment.batcher.batch(0))
     return experiment.train_step.lower(state, batch, experiment.root).compile().as_text()
 

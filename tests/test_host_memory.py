@@ -124,7 +124,8 @@ def test_a_run_notes_temporaries_too_large_and_still_compiles_its_step_once(
 
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     monkeypatch.setattr(host_memory, "_HEAP_SIZE", 8192)  # as if its temporaries were too large
-    experiment = train.Experiment(tiny_config(batch_size=24), tmp_path)  # shapes no test compiled
+    # Shapes no other test compiles; 2 steps (the last one checkpoints and evaluates) are enough.
+    experiment = train.Experiment(tiny_config(batch_size=24, num_train_steps=2), tmp_path)
     jax.monitoring.register_event_duration_secs_listener(count)
     try:
         experiment.run()

@@ -80,7 +80,7 @@ def test_classifier_cache_roundtrip_and_accuracy_bar(tmp_path, monkeypatch):
         return sources[split]
 
     monkeypatch.setattr(classifier.data, "build_source", fake_build_source)
-    config = tiny_config(num_epochs=1)
+    config = tiny_config()  # the training test's: the same compiled program (tests/conftest.py)
     with pytest.raises(classifier.ClassifierError, match="below the required"):
         classifier.load_or_train("mnist", tmp_path, config=tiny_config(min_test_accuracy=1.01))
     assert not (tmp_path / "classifiers").exists() or not any((tmp_path / "classifiers").iterdir())
