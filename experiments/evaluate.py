@@ -127,7 +127,7 @@ def load_best(workdir: Path):
         kept = keeper.best()
         if kept is None:
             raise CheckpointError(f"{directory} holds no checkpoint")
-        experiment = train.Experiment(config, workdir)
+        experiment = train.Experiment(config, workdir, training=False)
         state = keeper.restore(kept[0], experiment.abstract_state())
     finally:
         keeper.close()
@@ -156,6 +156,7 @@ def evaluate_workdir(workdir: Path) -> tuple[dict, Path]:
         sampling.sample_key(options.seed),
         eval_source=eval_source,
         family_key=family_key,
+        placement=experiment.placement,
     )
     report["protocol"].update(
         workdir=str(workdir.absolute()),

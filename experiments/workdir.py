@@ -69,7 +69,7 @@ def load_experiment(workdir: str | Path, step: int | None = None):
     from experiments import train  # jax-heavy: imported when needed
 
     workdir = Path(workdir)
-    experiment = train.Experiment(load_config(workdir), workdir)
+    experiment = train.Experiment(load_config(workdir), workdir, training=False)
     if not (workdir / "checkpoints").is_dir():  # checked here: the Checkpointer would create it
         raise checkpoint.CheckpointError(f"{workdir} has no checkpoints/ (no checkpoint saved yet)")
     checkpointer = checkpoint.Checkpointer(workdir / "checkpoints", keep=1_000_000)

@@ -120,3 +120,16 @@ class Progress:
         if self.interactive:
             self.stream.write("\n")
             self.stream.flush()
+
+
+class NullWriter:
+    """``MetricWriter``'s interface writing nothing: the writer of every process but process 0."""
+
+    def write(self, step: int, metrics: dict) -> None:
+        del step, metrics
+
+    def write_image(self, step: int, name: str, image: np.ndarray) -> None:
+        del step, name, image
+
+    def close(self) -> None:
+        pass

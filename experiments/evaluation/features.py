@@ -100,10 +100,8 @@ class FeatureNet:
 
     def _forward(self):
         if self._compiled is None:
-            mesh = sharding.make_data_mesh()
-            self._mesh = mesh
-            self._padded_batch = -(-self.batch_size // mesh.size) * mesh.size
-            self._variables = jax.device_put(self.variables, sharding.replicated(mesh))
+            self._placement = sharding.Placement(sharding.make_data_mesh())
+            self._variables = self._placement.put_replicated(self.variables)
 
             def forward(variables, images):
                 features, logits = self.apply(variables, quantize(images))
@@ -122,14 +120,16 @@ class FeatureNet:
                 np.zeros((0, self.num_classes), np.float32),
             )
         forward = self._forward()
-        placement = sharding.batch_sharded(self._mesh)
+        placement = self._placement
 
         def one_batch(batch):
-            return forward(self._variables, jax.device_put(batch["x"], placement))
+            return forward(self._variables, placement.put_global({"x": batch["x"]})["x"])
 
         read = lambda positions: {"x": images[positions]}
-        size = self._padded_batch
-        features, logits = batched.collect(batched.batches(len(images), size, read), one_batch)
+        batches = batched.batches(
+            len(images), self.batch_size, read, multiple=placement.num_devices
+        )
+        features, logits = batched.collect(batches, one_batch, fetch=placement.fetch)
         return Features(features, logits)
 
     def extract(self, batches: Iterable[np.ndarray]) -> Features:
