@@ -152,7 +152,7 @@ def report(outcomes: list[sweeps.Outcome]) -> int:
     say(f"sweep: {runs(len(outcomes))}: {summary}")
     failed = [outcome for outcome in outcomes if outcome.status == "failed"]
     for outcome in failed:
-        print(f"failed: {outcome.line()}", file=sys.stderr)
+        print(f"error: run {outcome.name}: {outcome.detail} (log {outcome.log})", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -64,6 +64,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -263,7 +264,9 @@ def resolve(spec: str, args: Sequence[str]):
         "config", flag_values=values, sys_argv=argv, lock_config=True
     )
     try:
-        values(argv)
+        with warnings.catch_warnings():  # ml_collections loads the file with load_module()
+            warnings.filterwarnings("ignore", "the load_module", DeprecationWarning)
+            values(argv)
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as error:
         raise cli.UsageError(f"bad value in the sweep: {cli.one_line(error)}") from error
     return holder.value
