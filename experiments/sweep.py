@@ -27,6 +27,7 @@ On a cluster:
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -166,6 +167,7 @@ def run_here(sweep: sweeps.Sweep, root: Path, indices: list[int], evaluation) ->
         )
         if outcome.status == "busy":
             busy.append((prefix, index))
+            say(f"{prefix}{outcome.line()}; back to it after the others")
             continue
         outcomes[index] = outcome
         say(prefix + outcome.line())
@@ -181,24 +183,29 @@ def submit(sweep: sweeps.Sweep, root: Path, evaluation) -> int:
     """Submits the unfinished runs as one job array through submitit."""
     import functools
 
-    import submitit
-
+    try:
+        import submitit
+    except ImportError:
+        cli.fail("--launcher=slurm needs submitit (pip install submitit)", status=1)
     todo = [run.index for run in sweep.runs if sweeps.pending(sweep, run, root, evaluation)]
     if not todo:
         say(f"sweep: all {runs(len(sweep.runs))} finished; nothing to submit")
         return 0
-    executor = submitit.AutoExecutor(folder=root / "submitit", cluster=_SLURM_CLUSTER.value)
-    executor.update_parameters(
-        name=f"sweep-{root.name}",
-        timeout_min=_SLURM_TIME_MIN.value or None,
-        gpus_per_node=_SLURM_GPUS.value or None,
-        cpus_per_task=_SLURM_CPUS.value or None,
-        tasks_per_node=1,
-        slurm_partition=_SLURM_PARTITION.value or None,
-        slurm_array_parallelism=_SLURM_PARALLELISM.value or None,
-    )
     job = functools.partial(sweeps.run_job, sweep, str(root), evaluation)
-    jobs = executor.map_array(job, todo)
+    try:  # no sbatch here, a partition SLURM refuses, ...: one line
+        executor = submitit.AutoExecutor(folder=root / "submitit", cluster=_SLURM_CLUSTER.value)
+        executor.update_parameters(
+            name=f"sweep-{root.name}",
+            timeout_min=_SLURM_TIME_MIN.value or None,
+            gpus_per_node=_SLURM_GPUS.value or None,
+            cpus_per_task=_SLURM_CPUS.value or None,
+            tasks_per_node=1,
+            slurm_partition=_SLURM_PARTITION.value or None,
+            slurm_array_parallelism=_SLURM_PARALLELISM.value or None,
+        )
+        jobs = executor.map_array(job, todo)
+    except (OSError, RuntimeError, ValueError, subprocess.CalledProcessError) as error:
+        cli.fail(f"submitting the runs failed: {type(error).__name__}: {cli.one_line(error)}", 1)
     ids = f"{jobs[0].job_id}" + (f" ... {jobs[-1].job_id}" if len(jobs) > 1 else "")
     say(
         f"sweep: submitted {runs(len(todo))} of {len(sweep.runs)} (jobs {ids}; "
@@ -246,14 +253,14 @@ def main(argv) -> None:
         cli.fail(str(error))
     except ConfigError as error:
         cli.fail(str(error), status=1)
-    if _LAUNCHER.value == "slurm":
-        sys.exit(submit(sweep, root, evaluation))
-    if index is not None:
-        outcome = sweeps.execute(sweep, index, root, evaluation, wait=True, say=say)
-        say(outcome.line())
-        sys.exit(report([outcome]))
-    say(f"sweep: {runs(len(sweep.runs))} in {root} ({root / sweeps.DESCRIPTION})")
     try:
+        if _LAUNCHER.value == "slurm":
+            sys.exit(submit(sweep, root, evaluation))
+        if index is not None:
+            outcome = sweeps.execute(sweep, index, root, evaluation, wait=True, say=say)
+            say(outcome.line())
+            sys.exit(report([outcome]))
+        say(f"sweep: {runs(len(sweep.runs))} in {root} ({root / sweeps.DESCRIPTION})")
         sys.exit(run_here(sweep, root, list(range(len(sweep.runs))), evaluation))
     except KeyboardInterrupt:
         print("sweep: interrupted; run the same command again to go on", file=sys.stderr)

@@ -53,6 +53,7 @@ import ctypes
 import dataclasses
 import fcntl
 import functools
+import hashlib
 import importlib.util
 import itertools
 import json
@@ -294,8 +295,6 @@ def run_name(overrides: dict, short: dict[str, str]) -> str:
     parts = [f"{short[key]}={value_text(value)}" for key, value in overrides.items()]
     name = ",".join(UNSAFE.sub("_", part) for part in parts)
     if len(name.encode()) > MAX_NAME:
-        import hashlib
-
         digest = hashlib.sha256(name.encode()).hexdigest()[:12]
         name = f"{name[: MAX_NAME - 13]}-{digest}"
     return name
