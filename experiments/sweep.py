@@ -179,15 +179,14 @@ def run_here(sweep: sweeps.Sweep, root: Path, indices: list[int], evaluation) ->
     return report([outcomes[index] for index in indices])
 
 
-def submit(sweep: sweeps.Sweep, root: Path, evaluation) -> int:
-    """Submits the unfinished runs as one job array through submitit."""
+def submit(sweep: sweeps.Sweep, root: Path, todo: list[int], evaluation) -> int:
+    """Submits the unfinished runs ``todo`` as one job array through submitit."""
     import functools
 
     try:
         import submitit
     except ImportError:
         cli.fail("--launcher=slurm needs submitit (pip install submitit)", status=1)
-    todo = [run.index for run in sweep.runs if sweeps.pending(sweep, run, root, evaluation)]
     if not todo:
         say(f"sweep: all {runs(len(sweep.runs))} finished; nothing to submit")
         return 0
@@ -243,11 +242,16 @@ def main(argv) -> None:
     try:
         check_flags()
         sweep = make_plan()
+        everything = range(len(sweep.runs))
         if _DRY_RUN.value:
+            sweeps.check_runs(sweep, everything)
             for run in sweep.runs:
                 print(sweeps.shell_line(sweep, run, root, evaluation))
             return
         index = None if _LAUNCHER.value == "slurm" else selected_run(len(sweep.runs))
+        chosen = everything if index is None else [index]
+        todo = [i for i in chosen if sweeps.pending(sweep, sweep.runs[i], root, evaluation)]
+        sweeps.check_runs(sweep, todo)  # before any run starts
         sweeps.write_description(root, sweep)
     except cli.UsageError as error:
         cli.fail(str(error))
@@ -255,7 +259,7 @@ def main(argv) -> None:
         cli.fail(str(error), status=1)
     try:
         if _LAUNCHER.value == "slurm":
-            sys.exit(submit(sweep, root, evaluation))
+            sys.exit(submit(sweep, root, todo, evaluation))
         if index is not None:
             outcome = sweeps.execute(sweep, index, root, evaluation, wait=True, say=say)
             say(outcome.line())

@@ -309,7 +309,8 @@ def plan(
     texts: bool,
     origin: str = "--sweep",
 ) -> Sweep:
-    """The runs of a sweep, each config parsed and checked as ``experiments.main`` will.
+    """The runs of a sweep, each config parsed as ``experiments.main`` will parse it (its values
+    are checked by ``check_runs``).
 
     ``common``: overrides every run gets (Python values). ``settings``: the swept overrides, their
     values as text (``texts``, from ``--sweep``) or Python values (from ``sweep()``). ``seeds``:
@@ -318,7 +319,6 @@ def plan(
     Raises:
         cli.UsageError: an unknown key, a value the config cannot hold, clashing seeds, two runs
             with one folder, no runs.
-        ConfigError: a run whose config cannot work (checked as training checks it).
     """
     original = cli.load_config_file(spec)
     valid = cli.flat_keys(original)
@@ -363,23 +363,29 @@ def plan(
                 f"{origin} lists a setting twice, or values that name alike"
             )
         folders[name] = len(runs)
-        check_config(config, name)
-        runs.append(Run(len(runs), name, typed, args, int(config.num_train_steps)))
+        steps = config.get("num_train_steps")
+        if not isinstance(steps, int) or isinstance(steps, bool):
+            raise cli.UsageError(f"run {name}: config.num_train_steps={steps!r} is not an integer")
+        runs.append(Run(len(runs), name, typed, args, steps))
     return Sweep(spec, dict(common), common_args, tuple(runs))
 
 
-def check_config(config, name: str) -> None:
-    """A ConfigError naming the run when its config cannot work (the checks training makes
-    before it builds anything)."""
-    from experiments.config_checks import check_config as check_values
+def check_runs(sweep: Sweep, indices: Sequence[int]) -> None:
+    """A ConfigError naming the first of these runs whose config cannot work (the checks training
+    makes before it builds anything; they import jax, so only the runs about to start are checked).
+    """
+    from experiments.config_checks import check_config
     from experiments.errors import ConfigError
     from experiments.family import make_family
 
-    try:
-        check_values(config)
-        make_family(config)
-    except ConfigError as error:
-        raise ConfigError(f"run {name}: {error}") from error
+    for index in indices:
+        run = sweep.runs[index]
+        config = resolve(sweep.config, sweep.common_args + run.args)
+        try:
+            check_config(config)
+            make_family(config)
+        except ConfigError as error:
+            raise ConfigError(f"run {run.name}: {error}") from error
 
 
 def write_description(root: Path, sweep: Sweep) -> None:

@@ -4,6 +4,7 @@ failed run among good ones)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import select
@@ -191,9 +192,11 @@ def test_plan_errors(common, settings, seeds, texts, message):
     assert message in str(error.value)
 
 
-def test_plan_checks_each_config_as_training_does():
+def test_check_runs_checks_each_config_as_training_does():
+    sweep = sweeps.plan(RING, {}, [{"model.loss": "hinge"}, {"model.loss": "hings"}], 1, texts=True)
+    sweeps.check_runs(sweep, [0])
     with pytest.raises(ConfigError) as error:
-        sweeps.plan(RING, {}, [{"model.loss": "hinge"}, {"model.loss": "hings"}], None, texts=True)
+        sweeps.check_runs(sweep, [0, 1])
     assert str(error.value).startswith("run loss=hings,seed=0: config.model.loss='hings'; expected")
 
 
@@ -253,17 +256,25 @@ def test_dry_run_prints_each_run_of_a_config_files_sweep(tmp_path):
 
 
 def test_bad_command_lines_are_one_line_and_touch_nothing(tmp_path):
+    config = tmp_path / "plain.py"  # imports no jax: each case takes a fraction of a second
+    config.write_text(
+        "import ml_collections\n\n"
+        "def get_config():\n"
+        "    return ml_collections.ConfigDict(\n"
+        "        {'seed': 0, 'num_train_steps': 1, 'model': {'loss': 'hinge'}})\n"
+    )
     root = tmp_path / "study"
     root.mkdir()
     (root / "sweep.json").write_text('{"config": "other.py"}\n')
     cases = [
         ([f"--sweep={LOSSES.replace('loss', 'los', 1)}"], "did you mean 'model.loss'?"),
         (["--noevaluate", "--eval_metrics=fid"], "--noevaluate excludes the --eval_* flags"),
-        # the sweep is planned (jax imported for the config checks) before these
         ([f"--sweep={LOSSES}", "--run_index=2"], "--run_index=2: the sweep has 2 runs (0 ... 1)"),
+        (["--seeds=0"], "--seeds"),
+        (["--config.seed=3"], "--config.seed: a sweep sets each run's seed"),
     ]
     for args, message in cases:
-        result = run_sweep(f"--config={RING}", f"--workdir={root}", *args)
+        result = run_sweep(f"--config={config}", f"--workdir={root}", *args)
         assert result.returncode == 2, result.stderr
         assert result.stderr.startswith("error: ") and message in result.stderr
         assert len(result.stderr.splitlines()) == 1
@@ -288,6 +299,18 @@ def test_sweep_json_is_written_once_and_guards_the_folder(tmp_path):
         "(give the same arguments, or another --workdir)"
     )
     assert (root / "sweep.json").read_text() == text
+
+
+def test_a_run_another_process_holds_is_left_to_it(tmp_path):
+    sweep = sweeps.plan(RING, dict(TINY), [{}], None, texts=True)
+    rundir = tmp_path / "seed=0"
+    rundir.mkdir()
+    with open(rundir / "log.txt", "a") as held:  # as a worker running it holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        outcome = sweeps.execute(sweep, 0, tmp_path, None, wait=False)
+    assert outcome == sweeps.Outcome("seed=0", "busy", "another process runs it")
+    assert [path.name for path in rundir.iterdir()] == ["log.txt"]
+    assert (rundir / "log.txt").read_text() == ""  # nothing was started
 
 
 def test_a_runs_process_stops_when_the_sweep_dies():
