@@ -25,8 +25,10 @@ The command line gives the same with ``--sweep`` (it replaces the file's ``sweep
 
 so ``'model.loss=hinge,least_squares;optimizer.generator.b1=0.0,0.5'`` is four settings and
 ``'model.loss=hinge,least_squares|model.regularizers.r1=0.0,0.1'`` two. A comma inside brackets or
-quotes does not split (``model.generator.features=(64,64),(128,128)``). Each value is read as
-``--config.KEY=VALUE`` reads it: typed as the config file's value of ``KEY``.
+quotes does not split (``model.generator.features=(64,64),(128,128)``); a value quoted whole loses
+its quotes, as in a shell (``evaluation.metrics='fid,kid',''`` is the strings ``fid,kid`` and
+the empty one). Each value is then read as ``--config.KEY=VALUE`` reads it: typed as the config
+file's value of ``KEY``.
 
 ``--seeds N`` repeats each setting with ``config.seed`` 0 ... N-1 (a sweep may instead sweep
 ``seed`` itself). Runs are numbered settings-major (run ``i * N + s`` is setting ``i``, seed ``s``).
@@ -148,6 +150,13 @@ def split_top(text: str, separator: str) -> list[str]:
     return parts
 
 
+def unquote(text: str) -> str:
+    """``text`` without the quotes around it, if it is quoted whole (as a shell would read it)."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
+
+
 def parse_sweep(text: str) -> list[dict[str, str]]:
     """The settings of a ``--sweep`` value (values as text); a UsageError names what is wrong."""
     groups = []
@@ -161,7 +170,7 @@ def parse_sweep(text: str) -> list[dict[str, str]]:
             items = [item.strip() for item in split_top(values, ",")]
             if not all(items):
                 raise cli.UsageError(f"--sweep: {key}={values.strip()} has an empty value")
-            axes.append({key: items})
+            axes.append({key: [unquote(item) for item in items]})
         groups.append(axes)
     try:
         return product(*[zip(*axes) for axes in groups])

@@ -87,14 +87,14 @@ def test_parse_sweep_grammar():
         {"a": "1", "b": "3", "c": "5"},
         {"a": "2", "b": "4", "c": "5"},
     ]
-    # commas inside brackets and quotes do not split
-    assert sweeps.parse_sweep("f=(64,64),(128,),[1, 2];s='a,b',c") == [
-        {"f": "(64,64)", "s": "'a,b'"},
+    # commas inside brackets and quotes do not split; quotes around a whole value go
+    assert sweeps.parse_sweep("""f=(64,64),("a","b,c");s='a,b',"",c""") == [
+        {"f": "(64,64)", "s": "a,b"},
+        {"f": "(64,64)", "s": ""},
         {"f": "(64,64)", "s": "c"},
-        {"f": "(128,)", "s": "'a,b'"},
-        {"f": "(128,)", "s": "c"},
-        {"f": "[1, 2]", "s": "'a,b'"},
-        {"f": "[1, 2]", "s": "c"},
+        {"f": '("a","b,c")', "s": "a,b"},
+        {"f": '("a","b,c")', "s": ""},
+        {"f": '("a","b,c")', "s": "c"},
     ]
 
 
