@@ -25,6 +25,7 @@ from experiments import (
     data,
     host_memory,
     images,
+    provenance,
     rng,
     sharding,
     writers,
@@ -263,11 +264,13 @@ class Experiment:
                 return 0
             if start_step:
                 say(f"Resuming from checkpoint {checkpointer.path(start_step)}.")
+            attempt = provenance.start(self, start_step)  # provenance.json: this attempt
             writer = writers.MetricWriter(self.workdir, resume_step=start_step)
             try:
                 with StopSignal() as stop:  # a signal while compiling is handled at the first step
                     self._advise_on_host_memory(state, start_step)
-                    return self._loop(state, start_step, checkpointer, writer, stop, best)
+                    status = self._loop(state, start_step, checkpointer, writer, stop, best)
+                    return attempt.end(status, checkpointer)
             finally:
                 writer.close()
         finally:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -14,7 +17,7 @@ import pytest
 
 from configs import dcgan_mnist
 from conftest import REPO_ROOT, run_main
-from experiments import checkpoint, train, writers
+from experiments import checkpoint, provenance, train, writers
 
 # A DCGAN small enough to train a few steps in seconds, on the embedded shapes.
 TINY_CONFIG_FILE = "configs/dcgan_mnist.py"
@@ -119,12 +122,43 @@ def test_resume_in_two_parts_is_bit_exact(straight_run, tmp_path):
     assert step == 12
     assert_trees_equal(resumed, straight)
     assert training_metrics(tmp_path) == training_metrics(workdir)
+    # provenance.json: the resume appended an attempt and kept the first.
+    attempts = provenance.read(tmp_path)
+    assert [(a["start_step"], a["end"]["final_step"]) for a in attempts] == [(0, 6), (6, 12)]
+    assert [a["config"]["num_train_steps"] for a in attempts] == [6, 12]
+    assert attempts[0]["end"]["time"] <= attempts[1]["start_time"]
+
+
+def test_provenance_of_a_run(straight_run):
+    workdir, config, _ = straight_run
+    (attempt,) = provenance.read(workdir)
+    assert attempt["config"] == json.loads((workdir / "config.json").read_text())
+    assert (attempt["seed"], attempt["data_seed"]) == (config.seed, config.seed)
+    assert attempt["start_step"] == 0
+    assert attempt["end"]["exit_status"] == 0 and attempt["end"]["final_step"] == 12
+    assert attempt["start_time"] <= attempt["end"]["time"]
+    git = lambda *args: subprocess.run(
+        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert attempt["git"]["commit"] == git("rev-parse", "HEAD")
+    assert attempt["git"]["dirty"] == bool(git("status", "--porcelain", "--untracked-files=no"))
+    for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy"):
+        assert attempt["packages"][name] == importlib.metadata.version(name)
+    assert attempt["packages"]["python"] == platform.python_version()
+    assert attempt["devices"]["count"] == jax.device_count()
+    assert attempt["devices"]["kind"] == jax.devices()[0].device_kind
+    assert attempt["devices"]["process_count"] == 1
+    assert attempt["xla_flags"] == os.environ.get("XLA_FLAGS")
+    assert attempt["determinism"]["xla_gpu_deterministic_ops"] is False
+    assert attempt["jax_settings"]["jax_enable_x64"] is False
+    assert "pytest" in " ".join(attempt["argv"])
 
 
 def test_finished_run_says_so(straight_run, capsys):
     workdir, config, _ = straight_run
     assert train.Experiment(config, workdir).run() == 0
     assert "Run already finished" in capsys.readouterr().out
+    assert len(provenance.read(workdir)) == 1  # nothing trained: no attempt recorded
 
 
 @pytest.mark.slow
