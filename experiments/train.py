@@ -37,7 +37,7 @@ from experiments.evaluation import best as best_checkpoint
 from experiments.evaluation import in_training
 from experiments.family import make_family
 
-PERF_PREFIX = "perf/"
+PERF_PREFIX = writers.PERF_PREFIX  # timings: perf.jsonl, not metrics.jsonl
 
 
 class NonFiniteError(Exception):

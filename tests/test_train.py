@@ -67,11 +67,9 @@ def restore_final(workdir, config):
     return step, state
 
 
-def training_metrics(workdir):
-    return [
-        {k: v for k, v in record.items() if not k.startswith(train.PERF_PREFIX)}
-        for record in writers.read_metrics(workdir)
-    ]
+def training_metrics(workdir) -> bytes:
+    """metrics.jsonl as written: no timings (those are in perf.jsonl), so it repeats byte for byte."""
+    return (workdir / writers.METRICS_FILE).read_bytes()
 
 
 def assert_trees_equal(a, b):
@@ -105,6 +103,61 @@ def test_outputs_of_a_run(straight_run):
     ]
     assert json.loads((workdir / "config.json").read_text())["num_train_steps"] == 12
     assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_timings_go_to_perf_jsonl(straight_run):
+    workdir, _, _ = straight_run
+    assert not any(
+        key.startswith(train.PERF_PREFIX) for r in writers.read_metrics(workdir) for key in r
+    )
+    perf = writers.read_metrics(workdir, writers.PERF_FILE)
+    assert [r["step"] for r in perf] == [2, 4, 6, 8, 10, 12]
+    assert all(set(r) == {"step", "perf/steps_per_sec"} for r in perf)
+    assert all(r["perf/steps_per_sec"] > 0 for r in perf)
+
+
+# Files of a checkpoint step that hold no timestamp, path or random name: equal in two runs. The
+# array data are OCDBT files whose names are random and whose split into files varies from save to
+# save, so they are compared through the restored arrays; _CHECKPOINT_METADATA holds the checksums
+# of every array and two timestamps; commit_success.txt holds the step's path.
+CHECKPOINT_FILES = ("default/_METADATA", "default/_sharding", "default/array_metadatas/process_0")
+CHECKPOINT_TIMESTAMPS = ("init_timestamp_nsecs", "commit_timestamp_nsecs")
+
+
+def checkpoint_metadata(step_dir) -> dict:
+    metadata = json.loads((step_dir / "_CHECKPOINT_METADATA").read_text())
+    assert set(CHECKPOINT_TIMESTAMPS) <= set(metadata)
+    return {k: v for k, v in metadata.items() if k not in CHECKPOINT_TIMESTAMPS}
+
+
+def test_two_runs_of_one_config_are_bitwise_identical(straight_run, tmp_path):
+    workdir, config, _ = straight_run
+    assert train.Experiment(config, tmp_path).run() == 0
+    assert (tmp_path / writers.METRICS_FILE).read_bytes() == (
+        workdir / writers.METRICS_FILE
+    ).read_bytes()
+    for name in ("config.json", "samples/samples_0000006.png", "samples/samples_0000012.png"):
+        assert (tmp_path / name).read_bytes() == (workdir / name).read_bytes(), name
+    steps = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == steps == ["12", "4", "8"]
+    experiment = train.Experiment(config, tmp_path)
+    for step in steps:
+        first, second = workdir / "checkpoints" / step, tmp_path / "checkpoints" / step
+        for name in CHECKPOINT_FILES:
+            assert (first / name).read_bytes() == (second / name).read_bytes(), (step, name)
+        recorded = checkpoint_metadata(first)
+        assert recorded == checkpoint_metadata(second)
+        assert recorded["custom_metadata"]["checksums"]["leaves"]  # the arrays' sha256s
+        states = []
+        for run in (workdir, tmp_path):
+            ckpt = checkpoint.Checkpointer(run / "checkpoints", keep=10)
+            states.append(ckpt.restore(int(step), experiment.abstract_state()))
+            ckpt.close()
+        leaves = [jax.tree.leaves(state) for state in states]
+        for a, b in zip(*leaves, strict=True):
+            a, b = np.asarray(a), np.asarray(b)
+            assert a.dtype == b.dtype and a.shape == b.shape
+            assert a.tobytes() == b.tobytes()
 
 
 def test_step_compiles_once(straight_run):
