@@ -254,10 +254,9 @@ def test_damaged_or_missing_shipped_weights_are_one_clear_error(tmp_path):
 
 def test_a_locally_trained_classifier_is_another_feature_net(tmp_path):
     config = classifier.default_config("mnist")
-    params = jax.device_get(
-        classifier.make_net(config.model).init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
-    )["params"]
+    params = classifier.load_shipped("mnist").params  # with another feature scale: other weights
     digest = classifier.weights_hash(classifier.stored_tree(params, 1.0))
+    assert digest != SHIPPED_MNIST_SHA256
     planted = classifier.TrainedClassifier(
         config, params, 1.0, 0.1, digest, {"weights_hash": digest, "test_accuracy": 0.1}
     )
