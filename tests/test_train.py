@@ -232,6 +232,9 @@ def test_kill_9_after_a_checkpoint_then_rerun_is_bit_exact(straight_run, tmp_pat
     result = run_main(*command[3:])
     assert result.returncode == 0, result.stderr
     assert "Resuming from checkpoint" in result.stdout
+    killed, rerun = provenance.read(tmp_path)  # the killed attempt never ended
+    assert killed["end"] is None and killed["start_step"] == 0
+    assert rerun["start_step"] in (4, 8) and rerun["end"]["exit_status"] == 0
     _, resumed = restore_final(tmp_path, config)
     _, straight = restore_final(workdir, config)
     assert_trees_equal(resumed, straight)
