@@ -40,7 +40,9 @@ def get_evaluation_config(**overrides) -> ml_collections.ConfigDict:
             num_samples=2000,  # samples per in-training eval (the command defaults to 10000)
             sample_batch_size=500,
             reference_split="",  # '' = data.eval_split
-            feature_net="auto",  # auto | classifier | inception (auto: classifier for MNIST-format data)
+            # auto | classifier | classifier_local | inception (auto: classifier for MNIST-format
+            # data; classifier_local: one trained on this machine, not the shipped MNIST weights)
+            feature_net="auto",
             inception_weights="",  # .npz of the TF-FID InceptionV3 weights (docs/evaluation.md)
             feature_batch_size=0,  # 0 = the feature net's default; results do not depend on it
             force_fid=False,  # compute FID with fewer samples than twice the feature dimension

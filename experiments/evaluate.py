@@ -3,8 +3,8 @@ VAE's likelihood bound).
 
 Usage: python -m experiments.evaluate --workdir=DIR [--step=S | --best] [--num_samples=10000]
        [--metrics=fid,kid,is,pr,dc,acc,ifid,...] [--reference_split=test]
-       [--feature_net=auto|classifier|inception] [--inception_weights=FILE.npz] [--seed=0]
-       [--nofloor] [--family_options=KEY=VALUE,...] [--output=FILE.json]
+       [--feature_net=auto|classifier|classifier_local|inception] [--inception_weights=FILE.npz]
+       [--seed=0] [--nofloor] [--family_options=KEY=VALUE,...] [--output=FILE.json]
    or: python -m experiments.evaluate --dataset=NAME [--data_dir=DIR] [--output=FILE.json]
 
 ``--metrics`` computes only what it names; without it, every metric the model has: the sample
@@ -49,7 +49,9 @@ _REFERENCE_SPLIT = flags.DEFINE_string(
     "reference_split", "", "Real split to compare with ('' = the config's data.eval_split)."
 )
 _FEATURE_NET = flags.DEFINE_string(
-    "feature_net", "", "auto | classifier | inception ('' = config.evaluation.feature_net)."
+    "feature_net",
+    "",
+    "auto | classifier | classifier_local | inception ('' = config.evaluation.feature_net).",
 )
 _INCEPTION_WEIGHTS = flags.DEFINE_string(
     "inception_weights", "", "The .npz of the TF-FID InceptionV3 weights."

@@ -27,6 +27,7 @@ from experiments import (
     distributed,
     host_memory,
     images,
+    provenance,
     rng,
     sharding,
     writers,
@@ -38,7 +39,7 @@ from experiments.evaluation import best as best_checkpoint
 from experiments.evaluation import in_training
 from experiments.family import make_family
 
-PERF_PREFIX = "perf/"
+PERF_PREFIX = writers.PERF_PREFIX  # timings: perf.jsonl, not metrics.jsonl
 
 
 class NonFiniteError(Exception):
@@ -317,6 +318,7 @@ class Experiment:
                 return 0
             if start_step:
                 say(f"Resuming from checkpoint {checkpointer.path(start_step)}.")
+            attempt = provenance.start(self, start_step)  # provenance.json: this attempt
             writer = (
                 writers.MetricWriter(self.workdir, resume_step=start_step)
                 if distributed.is_writer()
@@ -325,7 +327,8 @@ class Experiment:
             try:
                 with StopSignal() as stop:  # a signal while compiling is handled at the first step
                     self._advise_on_host_memory(state, start_step)
-                    return self._loop(state, start_step, checkpointer, writer, stop, best)
+                    status = self._loop(state, start_step, checkpointer, writer, stop, best)
+                    return attempt.end(status, checkpointer)
             finally:
                 writer.close()
         finally:

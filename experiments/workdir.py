@@ -12,7 +12,6 @@ from pathlib import Path
 
 import ml_collections
 
-from experiments import checkpoint
 from experiments.errors import ConfigError
 
 RESUMED_CONFIG = re.compile(r"config\.resumed_at_(\d+)\.json")
@@ -66,7 +65,7 @@ def load_experiment(workdir: str | Path, step: int | None = None):
     ``step``, a damaged newer checkpoint is skipped with one ``warning:`` line naming it (nothing is
     moved); a damaged ``step`` is a ``CheckpointError``.
     """
-    from experiments import train  # jax-heavy: imported when needed
+    from experiments import checkpoint, train  # jax-heavy: imported when needed
 
     workdir = Path(workdir)
     experiment = train.Experiment(load_config(workdir), workdir, training=False)

@@ -20,10 +20,7 @@ The real data is the ``reference_split`` of the run's dataset (all of it). The *
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import inspect
-import platform
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +28,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments import rng, sampling, sharding
+from experiments import provenance, rng, sampling, sharding
 from experiments.errors import ConfigError
 from experiments.evaluation import cache, features, metrics, reference
 
@@ -39,7 +36,6 @@ METRIC_NAMES = ("fid", "kid", "is", "pr", "dc", "acc", "ifid")
 CONDITIONAL_METRICS = ("acc", "ifid")
 DEFAULT_METRICS = ",".join(METRIC_NAMES)
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scipy")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -123,33 +119,16 @@ def parse_family_options(text: str, family) -> dict:
 
 
 def git_commit() -> str:
-    """``HEAD``'s hash, with ``-dirty`` when tracked files differ from it; 'unknown' without git."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
-        )
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
+    """``HEAD``'s hash, with ``-dirty`` when tracked files differ from it; 'unknown' when the
+    source is not a git checkout (``provenance.git_state``)."""
+    state = provenance.git_state()
+    if state["commit"] is None:
         return "unknown"
-    if commit.returncode:
-        return "unknown"
-    return commit.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
+    return state["commit"] + ("-dirty" if state["dirty"] else "")
 
 
 def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
+    return provenance.package_versions(PACKAGES)
 
 
 def environment() -> dict:
