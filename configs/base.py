@@ -62,6 +62,12 @@ def get_base_config() -> ml_collections.ConfigDict:
     # The order of the train examples (and dynamic binarisation); None = seed. K runs with different
     # seeds and one data_seed see the same data stream.
     config.data_seed = config_dict.placeholder(int)
+    # K > 1: train seeds seed ... seed+K-1 on data_seed's one data stream as one compiled step, each
+    # replica in its own workdir WORKDIR/replica_<i> (experiments.replicas).
+    config.num_replicas = 1
+    # How the step runs K replicas: vmap | unroll | auto (unroll on CPU for a model with
+    # convolutions, a state leaf of rank >= 4; vmap otherwise).
+    config.replica_loop = "auto"
     config.num_train_steps = 1000
     config.batch_size = 64  # global, over all devices and processes
     # The device mesh (experiments.sharding): data x fsdp = the device count; data=-1 takes all

@@ -25,6 +25,7 @@ from experiments.evaluation import cache, evaluator, features
 
 MAX_SEED = 2**63  # jax.random.key takes int64 seeds
 BEST_MODES = ("min", "max")
+REPLICA_LOOPS = ("auto", "vmap", "unroll")  # experiments.replicas
 
 
 def _is_int(value) -> bool:
@@ -83,6 +84,8 @@ def check_top_level(config) -> None:
         _int_at_least(config, key, 0)
     for key in ("batch_size", "eval_batch_size", "checkpoints_to_keep", "num_grid_examples"):
         _int_at_least(config, key, 1)
+    _int_at_least(config, "num_replicas", 1)
+    _choice(config, "replica_loop", REPLICA_LOOPS)
     _choice(config, "cpu_convolutions", compiler.CPU_CONVOLUTIONS)
     _choice(config, "host_memory", host_memory.HOST_MEMORY)
 

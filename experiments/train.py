@@ -432,6 +432,12 @@ class Experiment:
 def main(config, workdir: str) -> int:
     """Runs one experiment; bad input (config, data, checkpoint) is reported as one line, status 1."""
     try:
+        if config.get("num_replicas", 1) != 1:  # seeds as one program (experiments.replicas)
+            from experiments import replicas
+
+            run = replicas.Replicas(config, workdir)
+            check_training_paths(config)
+            return run.run()
         experiment = Experiment(config, workdir)
         check_training_paths(config)  # files the in-training metrics need, before the workdir
         return experiment.run()
