@@ -433,6 +433,22 @@ def main(argv) -> None:
     from experiments.errors import ConfigError
 
     config = _CONFIG.value
+    if config.get("num_replicas", 1) != 1:  # experiments.replicas: one step of all K replicas
+        from experiments import replicas
+
+        try:
+            result = replicas.benchmark(config, _STEPS.value, _WARMUP.value)
+        except (ConfigError, data.DataError) as error:
+            cli.fail(str(error), status=1)
+        result["config"] = flags.FLAGS["config"].config_filename
+        print(
+            f"benchmark: {result['num_replicas']} replicas ({result['replica_loop']}), "
+            f"median step {result['median_step_ms']} ms, "
+            f"{result['replica_steps_per_s']} replica-steps/s",
+            flush=True,
+        )
+        print(json.dumps(result), flush=True)
+        sys.exit(0)
     try:
         result = benchmark(
             config,

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import signal
 import sys
 import time
@@ -400,3 +401,47 @@ class Replicas:
         name = signal.Signals(stop.received).name
         say(f"Stopped by {name}: checkpoints of {len(live)} replicas at step {step} saved.")
         return 128 + stop.received
+
+
+def benchmark(config, steps: int, warmup: int) -> dict:
+    """The replicas' compiled step on one batch: ``median_step_ms`` (one step of all K replicas)
+    and ``replica_steps_per_s`` (K over it), to set against ``1000 / median_step_ms`` of the
+    same config with ``num_replicas=1`` (K standalone runs one after another)."""
+    import statistics
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as workdir:
+        run = Replicas(config, workdir)
+    run.base.configure_host()
+    stacked, alive = run.initial_state()
+    batch = run.base.train_batch(0)
+    start = time.perf_counter()
+    run.train_step.lower(stacked, batch, run.roots, alive).compile()
+    compile_s = time.perf_counter() - start
+    for _ in range(warmup):
+        stacked, metrics, _, alive = run.train_step(stacked, batch, run.roots, alive)
+        jax.block_until_ready(stacked)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        stacked, metrics, _, alive = run.train_step(stacked, batch, run.roots, alive)
+        jax.block_until_ready(stacked)
+        times.append(time.perf_counter() - start)
+    if not np.asarray(alive).all():
+        raise RuntimeError(f"non-finite metrics during the benchmark: {jax.device_get(metrics)}")
+    step_ms = statistics.median(times) * 1e3
+    return dict(
+        family=config.family,
+        batch_size=config.batch_size,
+        num_replicas=len(run),
+        replica_loop=run.loop,
+        median_step_ms=round(step_ms, 3),
+        replica_steps_per_s=round(len(run) / (step_ms / 1e3), 2),
+        compile_s=round(compile_s, 3),
+        recompiles=run.train_step._cache_size() - 1,
+        steps=steps,
+        warmup=warmup,
+        backend=jax.default_backend(),
+        cpu_count=len(os.sched_getaffinity(0)),
+        jax=jax.__version__,
+    )
