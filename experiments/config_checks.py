@@ -19,7 +19,7 @@ from pathlib import Path
 
 import ml_collections
 
-from experiments import compiler, data, host_memory, optim
+from experiments import compiler, data, host_memory, optim, precision
 from experiments.errors import ConfigError
 from experiments.evaluation import cache, evaluator, features
 
@@ -85,6 +85,7 @@ def check_top_level(config) -> None:
         _int_at_least(config, key, 1)
     _choice(config, "cpu_convolutions", compiler.CPU_CONVOLUTIONS)
     _choice(config, "host_memory", host_memory.HOST_MEMORY)
+    _choice(config, "compute_dtype", precision.COMPUTE_DTYPES)
 
 
 def check_data(config) -> None:
