@@ -40,7 +40,9 @@ def get_evaluation_config(**overrides) -> ml_collections.ConfigDict:
             num_samples=2000,  # samples per in-training eval (the command defaults to 10000)
             sample_batch_size=500,
             reference_split="",  # '' = data.eval_split
-            feature_net="auto",  # auto | classifier | inception (auto: classifier for MNIST-format data)
+            # auto | classifier | classifier_local | inception (auto: classifier for MNIST-format
+            # data; classifier_local: one trained on this machine, not the shipped MNIST weights)
+            feature_net="auto",
             inception_weights="",  # .npz of the TF-FID InceptionV3 weights (docs/evaluation.md)
             feature_batch_size=0,  # 0 = the feature net's default; results do not depend on it
             force_fid=False,  # compute FID with fewer samples than twice the feature dimension
@@ -61,7 +63,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     # seeds and one data_seed see the same data stream.
     config.data_seed = config_dict.placeholder(int)
     config.num_train_steps = 1000
-    config.batch_size = 64  # global, over all devices
+    config.batch_size = 64  # global, over all devices and processes
+    # The device mesh (experiments.sharding): data x fsdp = the device count; data=-1 takes all
+    # that fsdp leaves. fsdp > 1 splits each large parameter and optimiser-state leaf over fsdp
+    # devices (about 1/fsdp of the state's memory per device); the numbers do not change.
+    config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
     config.eval_batch_size = 500
     config.log_every_steps = 100
     config.eval_every_steps = 1000

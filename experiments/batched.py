@@ -5,10 +5,13 @@ split, the feature extraction of real and generated images, sampling (``experime
 and a family's own evaluation (the VAE's NLL estimate). Each batch has the same shape, so the
 function applied to it compiles once:
 
-- ``batch_size`` is rounded up to a multiple of ``multiple`` (the number of devices the batch is
-  split over), so no caller's batch size has to divide by the device count;
-- the last batch is padded by repeating the last example (real values, so nothing non-finite can
-  come from padding) and its boolean ``'mask'`` marks the real examples;
+- each batch holds the next ``batch_size`` examples (fewer in the last one), padded to
+  ``padded_size(batch_size, multiple)`` rows, a multiple of ``multiple`` (the number of devices
+  the batch is split over): no caller's batch size has to divide by the device count, and batch
+  ``b`` holds examples ``b * batch_size ...`` at the same rows on any number of devices, so a
+  draw keyed by the batch number and the row is the same on 1 device or 8;
+- padding rows repeat the batch's last example (real values, so nothing non-finite can come from
+  padding) and the boolean ``'mask'`` marks the real examples;
 - ``'index'`` (int32) holds each row's position in the whole set (padding rows repeat the last), so
   a per-example random draw can fold in the global position and not depend on the batch size.
 
@@ -41,33 +44,36 @@ def batches(
     *,
     multiple: int = 1,
 ) -> Iterator[Batch]:
-    """The ``num`` examples in order, in batches of ``padded_size(batch_size, multiple)`` rows.
+    """The ``num`` examples in order, ``batch_size`` at a time, each batch padded to
+    ``padded_size(batch_size, multiple)`` rows.
 
     ``read(positions) -> dict`` returns the examples at an int array of positions (a data source
     is such a function: ``source.__getitem__``); without it a batch holds only ``'index'`` and
-    ``'mask'``. Yields ``{**read(positions), 'index': positions, 'mask': positions < num}`` with
-    the positions of padding rows clipped to ``num - 1``.
+    ``'mask'``. Yields ``{**read(positions), 'index': positions, 'mask': real}`` where padding rows
+    repeat the batch's last example's position.
     """
     size = padded_size(batch_size, multiple)
     if num < 0:
         raise ValueError(f"num must be >= 0; got {num}")
-    for start in range(0, num, size):
+    for start in range(0, num, batch_size):
+        stop = min(start + batch_size, num)
         rows = np.arange(start, start + size)
-        positions = np.minimum(rows, num - 1)
+        positions = np.minimum(rows, stop - 1)
         batch = dict(read(positions)) if read is not None else {}
         batch["index"] = positions.astype(np.int32)
-        batch["mask"] = rows < num
+        batch["mask"] = rows < stop
         yield batch
 
 
-def collect(batch_iterator, fn: Callable[[Batch], Any]) -> Any:
+def collect(batch_iterator, fn: Callable[[Batch], Any], fetch: Callable = jax.device_get) -> Any:
     """``fn(batch)`` for every batch, its per-example outputs (a pytree of arrays whose leading axis
     is the batch's rows) fetched to the host and concatenated over the real rows: one pytree of
-    numpy arrays with a leading axis of the number of examples."""
+    numpy arrays with a leading axis of the number of examples. ``fetch``: how outputs reach the
+    host (``sharding.Placement.fetch`` gathers them from every process)."""
     parts = []
     for batch in batch_iterator:
         mask = np.asarray(batch["mask"], bool)
-        outputs = jax.device_get(fn(batch))
+        outputs = fetch(fn(batch))
         parts.append(jax.tree.map(lambda value, mask=mask: np.asarray(value)[mask], outputs))
     if not parts:
         raise ValueError("no batches: an empty set of examples")

@@ -29,6 +29,8 @@ donating ``train_step`` and ``put_batch`` that training runs) and measures:
   dispatch); and ``products``, how many there are;
 * ``params``: trainable parameters (every leaf under a ``params`` field of the state: both networks
   of a GAN, batch-norm scale and bias included, optimiser moments and EMA copies not);
+* ``state_mb_per_device``: the train state's bytes on one device (about 1/``fsdp`` of it with
+  ``config.mesh.fsdp``), and ``mesh``, the mesh's axes;
 * ``peak_memory_mb``: the process's maximum resident set size (``memory_source`` says so), plus
   the compiled step's own buffers (``step_memory_mb``: arguments, outputs and temporaries);
 * ``recompiles``: compilations after the first step (must be 0);
@@ -248,7 +250,7 @@ def benchmark(
     """
     import jax
 
-    from experiments import train
+    from experiments import sharding, train
     from experiments.host_memory import huge_pages_advice, temporary_bytes
 
     compiles = []
@@ -264,6 +266,7 @@ def benchmark(
     batcher, put = experiment.batcher, experiment.put_batch
     state = experiment.initial_state()
     params = count_params(state)
+    state_mb_per_device = sharding.bytes_per_device(state) / 2**20
     batch = put(batcher.batch(0))
     root = experiment.root
 
@@ -354,6 +357,8 @@ def benchmark(
         products_fraction=None if products is None else round(products / step_ms, 4),
         products=products_count,
         params=params,
+        state_mb_per_device=round(state_mb_per_device, 3),
+        mesh=dict(experiment.mesh.shape),
         peak_memory_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         memory_source="process max RSS (resource.getrusage)",
         step_memory_mb=None if step_memory is None else round(step_memory, 2),

@@ -48,6 +48,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from experiments import sharding
+
 COMMIT_MARKER = "commit_success.txt"
 STEP_METADATA = "_CHECKPOINT_METADATA"  # orbax's per-step metadata file, with our custom metadata
 CHECKSUMS_KEY = "checksums"
@@ -102,7 +104,7 @@ def host_leaves(state) -> dict[str, np.ndarray]:
             x = jax.random.key_data(x)
         return x
 
-    host = jax.device_get(jax.tree.map(to_host, state))
+    host = sharding.fetch(jax.tree.map(to_host, state))  # gathered from every process
     return {leaf_name(path): np.asarray(x) for path, x in jax.tree_util.tree_leaves_with_path(host)}
 
 

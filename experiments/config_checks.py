@@ -171,9 +171,29 @@ def check_evaluation(config) -> None:
         check_split(config, path + "reference_split", evaluation.reference_split)
 
 
+def check_mesh(config) -> None:
+    """``config.mesh.data`` (-1 or a positive integer) and ``config.mesh.fsdp`` (positive); whether
+    they fit the devices is checked when the mesh is made (``experiments.sharding``)."""
+    mesh = config.get("mesh")
+    if mesh is None:
+        return
+    if not isinstance(mesh, ml_collections.ConfigDict):
+        _fail("mesh", mesh, "expected a ConfigDict with keys data and fsdp")
+    unknown = sorted(set(mesh.keys()) - {"data", "fsdp"})
+    if unknown:
+        _fail(f"mesh.{unknown[0]}", mesh[unknown[0]], "unknown key; config.mesh has data and fsdp")
+    _int_at_least(mesh, "fsdp", 1, "mesh.")
+    data_axis = mesh.get("data", -1)
+    if not _is_int(data_axis) or (data_axis < 1 and data_axis != -1):
+        _fail(
+            "mesh.data", data_axis, "expected -1 (every device fsdp leaves) or a positive integer"
+        )
+
+
 def check_config(config) -> None:
     """Raises ConfigError naming the first key whose value cannot work (see the module docstring)."""
     check_top_level(config)
+    check_mesh(config)
     check_data(config)
     for path, opt in optimizer_configs(config).items():
         check_optimizer(opt, path)

@@ -3,8 +3,8 @@ VAE's likelihood bound).
 
 Usage: python -m experiments.evaluate --workdir=DIR [--step=S | --best] [--num_samples=10000]
        [--metrics=fid,kid,is,pr,dc,acc,ifid,...] [--reference_split=test]
-       [--feature_net=auto|classifier|inception] [--inception_weights=FILE.npz] [--seed=0]
-       [--nofloor] [--family_options=KEY=VALUE,...] [--output=FILE.json]
+       [--feature_net=auto|classifier|classifier_local|inception] [--inception_weights=FILE.npz]
+       [--seed=0] [--nofloor] [--family_options=KEY=VALUE,...] [--output=FILE.json]
    or: python -m experiments.evaluate --dataset=NAME [--data_dir=DIR] [--output=FILE.json]
 
 ``--metrics`` computes only what it names; without it, every metric the model has: the sample
@@ -49,7 +49,9 @@ _REFERENCE_SPLIT = flags.DEFINE_string(
     "reference_split", "", "Real split to compare with ('' = the config's data.eval_split)."
 )
 _FEATURE_NET = flags.DEFINE_string(
-    "feature_net", "", "auto | classifier | inception ('' = config.evaluation.feature_net)."
+    "feature_net",
+    "",
+    "auto | classifier | classifier_local | inception ('' = config.evaluation.feature_net).",
 )
 _INCEPTION_WEIGHTS = flags.DEFINE_string(
     "inception_weights", "", "The .npz of the TF-FID InceptionV3 weights."
@@ -127,7 +129,7 @@ def load_best(workdir: Path):
         kept = keeper.best()
         if kept is None:
             raise CheckpointError(f"{directory} holds no checkpoint")
-        experiment = train.Experiment(config, workdir)
+        experiment = train.Experiment(config, workdir, training=False)
         state = keeper.restore(kept[0], experiment.abstract_state())
     finally:
         keeper.close()
@@ -156,6 +158,7 @@ def evaluate_workdir(workdir: Path) -> tuple[dict, Path]:
         sampling.sample_key(options.seed),
         eval_source=eval_source,
         family_key=family_key,
+        placement=experiment.placement,
     )
     report["protocol"].update(
         workdir=str(workdir.absolute()),

@@ -27,14 +27,17 @@ Optional members, used when present:
     Extra eval metrics computed from the split-wide averages of ``eval_step``'s per-example metrics
     (e.g. how many modes have at least 1% of the samples).
 ``evaluation_metric_names``, ``evaluation_options``, ``evaluation_metrics(state, eval_source, key,
-options) -> dict[str, float]``
+options[, placement]) -> dict[str, float]``
     Metrics of the family's own (e.g. a VAE's IWAE negative log-likelihood, named ``'nll'``) that
     ``python -m experiments.evaluate`` merges into its report next to FID and the rest, computed
     when ``--metrics`` names one of ``evaluation_metric_names`` (or is not given).
     ``evaluation_options`` is a dict of the options with their defaults (the command's
     ``--family_options KEY=VALUE`` override them, converted to the default's type); ``options`` is
     that dict. ``eval_source`` is the reference split (``experiments.data`` source), ``key`` a key
-    for the family's own draws. Called eagerly (not under ``jit``); values are scalars (or
+    for the family's own draws. A function with a ``placement`` parameter gets the run's
+    ``experiments.sharding.Placement`` (the mesh the state lives on): split each batch over it
+    with ``placement.put_global`` and bring results back with ``placement.fetch``, padding batches
+    to ``placement.num_devices`` (``experiments.batched``). Called eagerly (not under ``jit``); values are scalars (or
     JSON-able). Called for every family, images or not.
 ``conditional`` and ``num_classes`` (attributes, default False and absent)
     True when ``sample`` honours ``labels``: evaluation then requests balanced labels

@@ -56,14 +56,30 @@ def parse_labels(values: list[str] | None) -> list[int] | None:
     return labels
 
 
-def generate(family, state, num: int, *, seed: int = 0, labels=None, batch_size: int = 500):
+def generate(
+    family,
+    state,
+    num: int,
+    *,
+    seed: int = 0,
+    labels=None,
+    batch_size: int = 500,
+    placement=None,
+):
     """``(samples, labels)`` as numpy arrays (labels None when unconditional), drawn by the one
-    sampling contract (``experiments.sampling``) with the key of ``seed``."""
+    sampling contract (``experiments.sampling``) with the key of ``seed``, split over the mesh of
+    ``placement`` (where ``state`` lives)."""
     from experiments import sampling
 
     try:
         return sampling.generate(
-            family, state, num, sampling.sample_key(seed), labels=labels, batch_size=batch_size
+            family,
+            state,
+            num,
+            sampling.sample_key(seed),
+            labels=labels,
+            batch_size=batch_size,
+            placement=placement,
         )
     except sampling.LabelError as error:
         raise SampleError(f"--labels: {error}") from error
@@ -96,6 +112,7 @@ def main(argv) -> None:
             seed=_SEED.value,
             labels=labels,
             batch_size=_BATCH_SIZE.value,
+            placement=experiment.placement,
         )
     except (SampleError, ConfigError, checkpoint.CheckpointError, data.DataError) as error:
         cli.fail(str(error), status=1)

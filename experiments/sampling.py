@@ -20,10 +20,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from experiments import batched, rng
+from experiments import batched, rng, sharding
 
 SAMPLES_PURPOSE = "samples"
 
@@ -97,30 +96,40 @@ def sample_batches(
     *,
     labels: np.ndarray | None = None,
     batch_size: int = 500,
-    multiple: int = 1,
+    placement: sharding.Placement | None = None,
     compiled=None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """``(samples, labels)`` of each batch, in order, for the real rows only (numpy; labels None
-    when unconditional). ``labels``: already resolved (``resolve_labels``). ``compiled``: a jitted
-    ``sampler(family)`` to reuse between calls (the train loop keeps one)."""
+    when unconditional). ``labels``: already resolved (``resolve_labels``). ``placement``: the
+    mesh of ``state`` (a run's ``Experiment.placement``; default every device on the data axis),
+    over which each batch is split. ``compiled``: a jitted ``sampler(family)`` to reuse between
+    calls (the train loop keeps one)."""
     conditional = is_conditional(family)
     if conditional and labels is None:
         labels = default_labels(num, int(family.num_classes))
+    placement = placement or sharding.Placement(sharding.make_data_mesh())
     compiled = compiled or jax.jit(sampler(family))
     read = (lambda positions: {"label": labels[positions]}) if conditional else None
-    for batch in batched.batches(num, min(batch_size, num), read, multiple=multiple):
+    size = min(batch_size, num)
+    for batch in batched.batches(num, size, read, multiple=placement.num_devices):
         mask = batch["mask"]
-        batch_labels = jnp.asarray(batch["label"]) if conditional else None
-        images = compiled(state, key, jnp.asarray(batch["index"]), batch_labels)
-        images = np.asarray(jax.device_get(images), np.float32)[mask]
+        placed = placement.put_global(
+            {key_: batch[key_] for key_ in ("index", "label") if key_ in batch}
+        )
+        images = compiled(state, key, placed["index"], placed.get("label"))
+        images = np.asarray(placement.fetch(images), np.float32)[mask]
         yield images, (batch["label"][mask] if conditional else None)
 
 
 def generate(
-    family, state, num: int, key: jax.Array, *, labels=None, batch_size: int = 500
+    family, state, num: int, key: jax.Array, *, labels=None, batch_size: int = 500, placement=None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """All ``num`` samples (float32, data layout) and their labels (int32, or None)."""
     labels = resolve_labels(family, num, labels)
-    parts = list(sample_batches(family, state, num, key, labels=labels, batch_size=batch_size))
+    parts = list(
+        sample_batches(
+            family, state, num, key, labels=labels, batch_size=batch_size, placement=placement
+        )
+    )
     samples = np.concatenate([images for images, _ in parts])
     return samples, labels

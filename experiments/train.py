@@ -9,6 +9,7 @@ the uninterrupted one bit for bit. Nothing the loop keeps in Python affects the 
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import sys
 import time
@@ -23,8 +24,10 @@ from experiments import (
     checkpoint,
     compiler,
     data,
+    distributed,
     host_memory,
     images,
+    provenance,
     rng,
     sharding,
     writers,
@@ -36,7 +39,7 @@ from experiments.evaluation import best as best_checkpoint
 from experiments.evaluation import in_training
 from experiments.family import make_family
 
-PERF_PREFIX = "perf/"
+PERF_PREFIX = writers.PERF_PREFIX  # timings: perf.jsonl, not metrics.jsonl
 
 
 class NonFiniteError(Exception):
@@ -47,13 +50,23 @@ class NonFiniteError(Exception):
 
 
 class StopSignal:
-    """Records SIGINT/SIGTERM so the loop can save a checkpoint at the current step and exit."""
+    """Records SIGINT/SIGTERM so the loop can save a checkpoint at the current step and exit.
+
+    With several processes SIGTERM is left to JAX's preemption service, which agrees one step for
+    every process (``distributed.stop_agreed``), and SIGINT is turned into a SIGTERM of this
+    process, so that a Ctrl-C stops every process at that step too.
+    """
 
     def __init__(self):
         self.received: int | None = None
         self._previous = {}
 
     def __enter__(self):
+        if distributed.is_multiprocess():
+            self._previous[signal.SIGINT] = signal.signal(
+                signal.SIGINT, distributed.forward_interrupt_to_preemption
+            )
+            return self
         for signum in (signal.SIGINT, signal.SIGTERM):
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
@@ -91,7 +104,9 @@ def data_seed(config) -> int:
 
 
 def say(message: str) -> None:
-    print(message, flush=True)
+    """A line on stdout, from process 0 only."""
+    if distributed.is_writer():
+        print(message, flush=True)
 
 
 class Experiment:
@@ -103,31 +118,42 @@ class Experiment:
     (``configure_host``) first.
     """
 
-    def __init__(self, config, workdir: str | Path):
+    def __init__(self, config, workdir: str | Path, *, training: bool = True):
         check_config(config)  # a value that cannot work: one ConfigError before anything is built
         self.config = config
         self.workdir = Path(workdir)
         self.family = make_family(config)
-        self.mesh = sharding.make_data_mesh()
-        sharding.check_batch_size(config.batch_size, self.mesh)
-        sharding.check_batch_size(config.eval_batch_size, self.mesh)
+        # A command that only reads a state (training=False) fits the mesh to the devices here.
+        self.mesh = sharding.mesh_from_config(config, fit=not training)
+        if training:  # eval, sampling and feature batches are padded to the mesh instead
+            sharding.check_batch_size(config.batch_size, self.mesh)
         host_memory.check(config.get("host_memory", "reuse"))
         self.eval_source = data.build_eval_source(config.data, config.data.eval_split)
         self.root = rng.root_key(config.seed)
-        self.replicated = sharding.replicated(self.mesh)
-        self._place_batch = sharding.batch_placer(self.mesh)
+        self.placement = sharding.Placement(self.mesh)
+        if training:
+            self.placement.rows(config.batch_size)  # each process's devices hold its own block
+        self.replicated = self.placement.replicated
         options = compiler.step_compiler_options(config.get("cpu_convolutions", "eigen"))
         self.compiler_options = options  # of every step this experiment compiles
         self.step_function = functools.partial(self._train_step, self.family)  # not jitted
+        self.state_sharding = sharding.state_sharding(self.mesh, self.state_shapes())
         self.train_step = jax.jit(
             self.step_function,
             donate_argnums=0,
+            out_shardings=(self.state_sharding, self.replicated, self.replicated),
             compiler_options=options,
         )
-        self.eval_step = jax.jit(self.family.eval_step, compiler_options=options)
-        self.grids = jax.jit(self.family.grids, compiler_options=options)
+        self.eval_step = jax.jit(
+            self.family.eval_step, out_shardings=self.replicated, compiler_options=options
+        )
+        self.grids = jax.jit(
+            self.family.grids, out_shardings=self.replicated, compiler_options=options
+        )
         self.sample_metrics = (  # config.evaluation.metrics: FID etc. at every eval
-            in_training.InTrainingEvaluator(config, self.family, self.workdir, self.root)
+            in_training.InTrainingEvaluator(
+                config, self.family, self.workdir, self.root, self.placement
+            )
             if in_training.enabled(config)
             else None
         )
@@ -166,12 +192,21 @@ class Experiment:
         return state, metrics, all_finite(metrics)
 
     def put_batch(self, batch: dict) -> dict:
-        """``batch`` on the devices, split over the mesh (``sharding.batch_placer``)."""
-        return self._place_batch(batch)
+        """A whole (global) host batch on the devices, split over the mesh; each process puts
+        only its rows (``sharding.Placement.put_global``)."""
+        return self.placement.put_global(batch)
+
+    def train_batch(self, step: int) -> dict:
+        """The global batch of train step ``step`` (0-based) on the mesh; each process reads only
+        its own block of rows (``Batcher.batch(step, process_index, process_count)``)."""
+        if self.placement.multiprocess:
+            local = self.batcher.batch(step, jax.process_index(), jax.process_count())
+            return self.placement.put_local(local)
+        return self.placement.put_local(self.batcher.batch(step))
 
     def initial_state(self):
-        example = self.put_batch(self.batcher.batch(0))
-        init = jax.jit(self.family.init_state, out_shardings=self.replicated)
+        example = self.train_batch(0)
+        init = jax.jit(self.family.init_state, out_shardings=self.state_sharding)
         return init(rng.purpose_key(self.root, "init"), example)
 
     def example_batch(self) -> dict:
@@ -180,12 +215,19 @@ class Experiment:
         batch = self.eval_source[np.zeros(self.config.batch_size, np.int64)]
         return {key: value for key, value in batch.items() if key != "mask"}
 
-    def abstract_state(self):
-        # Shapes only: no copy of the split to the devices, no train data read.
+    def state_shapes(self):
+        """The state's ``ShapeDtypeStruct`` tree (no copy of the split to the devices, no train
+        data read)."""
         example = jax.eval_shape(lambda: self.example_batch())
-        shapes = jax.eval_shape(self.family.init_state, rng.purpose_key(self.root, "init"), example)
+        return jax.eval_shape(self.family.init_state, rng.purpose_key(self.root, "init"), example)
+
+    def abstract_state(self):
+        """``state_shapes`` placed as the state lives on this mesh (``state_sharding``): orbax
+        restores a checkpoint onto it whatever the device count it was saved from."""
         return jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.replicated), shapes
+            lambda x, where: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=where),
+            self.state_shapes(),
+            self.state_sharding,
         )
 
     def restore_or_init(self, checkpointer: checkpoint.Checkpointer):
@@ -207,8 +249,14 @@ class Experiment:
             return self.eval_step(state, self.put_batch(batch), key)
 
         per_example = batched.collect(
-            batched.batches(len(self.eval_source), batch_size, self.eval_source.__getitem__),
+            batched.batches(
+                len(self.eval_source),
+                batch_size,
+                self.eval_source.__getitem__,
+                multiple=self.placement.num_devices,
+            ),
             one_batch,
+            fetch=self.placement.fetch,
         )
         averages = {
             key: float(np.mean(np.asarray(value, np.float64))) for key, value in per_example.items()
@@ -224,14 +272,21 @@ class Experiment:
         # Spread over the split: some test files are sorted by class.
         count = min(self.config.num_grid_examples, len(self.eval_source))
         grid_batch = self.eval_source[np.linspace(0, len(self.eval_source) - 1, count).astype(int)]
-        outputs = self.grids(state, self.put_batch(grid_batch), rng.purpose_key(self.root, "grids"))
+        # Whole on every device: a grid's few examples need not divide by the device count.
+        grid_batch = self.placement.put_replicated(grid_batch)
+        outputs = self.grids(state, grid_batch, rng.purpose_key(self.root, "grids"))
+        outputs = self.placement.fetch(outputs)  # every process: a gather may be collective
+        if not distributed.is_writer():
+            return
         directory = self.workdir / "samples"
         directory.mkdir(exist_ok=True)
-        for name, batch in jax.device_get(outputs).items():
+        for name, batch in outputs.items():
             grid = images.save_grid(directory / f"{name}_{step:07d}.png", batch)
             writer.write_image(step, name, grid)
 
     def write_config(self, start_step: int) -> None:
+        if not distributed.is_writer():
+            return
         text = self.config.to_json_best_effort(indent=2, sort_keys=True)
         path = self.workdir / "config.json"
         if path.exists() and path.read_text() != text:
@@ -263,11 +318,17 @@ class Experiment:
                 return 0
             if start_step:
                 say(f"Resuming from checkpoint {checkpointer.path(start_step)}.")
-            writer = writers.MetricWriter(self.workdir, resume_step=start_step)
+            attempt = provenance.start(self, start_step)  # provenance.json: this attempt
+            writer = (
+                writers.MetricWriter(self.workdir, resume_step=start_step)
+                if distributed.is_writer()
+                else writers.NullWriter()
+            )
             try:
                 with StopSignal() as stop:  # a signal while compiling is handled at the first step
                     self._advise_on_host_memory(state, start_step)
-                    return self._loop(state, start_step, checkpointer, writer, stop, best)
+                    status = self._loop(state, start_step, checkpointer, writer, stop, best)
+                    return attempt.end(status, checkpointer)
             finally:
                 writer.close()
         finally:
@@ -283,7 +344,7 @@ class Experiment:
         """
         if not host_memory.huge_pages_could_help():
             return
-        batch = self.put_batch(self.batcher.batch(step))
+        batch = self.train_batch(step)
         compiled = self.train_step.lower(state, batch, self.root).compile()
         advice = host_memory.huge_pages_advice(host_memory.temporary_bytes(compiled))
         if advice is not None:
@@ -291,14 +352,18 @@ class Experiment:
 
     def _loop(self, state, start_step, checkpointer, writer, stop, best=None) -> int:
         config, last_step = self.config, self.config.num_train_steps
-        progress = writers.Progress(start_step, last_step)
+        progress = writers.Progress(
+            start_step, last_step, stream=None if distributed.is_writer() else open(os.devnull, "w")
+        )
         pending = None  # (step, metrics, finite) of the step before the one just dispatched
         window_start, window_step = time.perf_counter(), start_step
         try:
             for step in range(start_step + 1, last_step + 1):
                 if stop.received is not None:
                     return self._stop_on_signal(state, step - 1, checkpointer, stop.received)
-                batch = self.put_batch(self.batcher.batch(step - 1))
+                if distributed.stop_agreed(step - 1):  # SIGTERM reached one of the processes
+                    return self._stop_on_signal(state, step - 1, checkpointer, signal.SIGTERM)
+                batch = self.train_batch(step - 1)
                 state, metrics, finite = self.train_step(state, batch, self.root)
                 if pending is not None:
                     self._check_finite(*pending)

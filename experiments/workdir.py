@@ -12,7 +12,6 @@ from pathlib import Path
 
 import ml_collections
 
-from experiments import checkpoint
 from experiments.errors import ConfigError
 
 RESUMED_CONFIG = re.compile(r"config\.resumed_at_(\d+)\.json")
@@ -66,10 +65,10 @@ def load_experiment(workdir: str | Path, step: int | None = None):
     ``step``, a damaged newer checkpoint is skipped with one ``warning:`` line naming it (nothing is
     moved); a damaged ``step`` is a ``CheckpointError``.
     """
-    from experiments import train  # jax-heavy: imported when needed
+    from experiments import checkpoint, train  # jax-heavy: imported when needed
 
     workdir = Path(workdir)
-    experiment = train.Experiment(load_config(workdir), workdir)
+    experiment = train.Experiment(load_config(workdir), workdir, training=False)
     if not (workdir / "checkpoints").is_dir():  # checked here: the Checkpointer would create it
         raise checkpoint.CheckpointError(f"{workdir} has no checkpoints/ (no checkpoint saved yet)")
     checkpointer = checkpoint.Checkpointer(workdir / "checkpoints", keep=1_000_000)

@@ -1,5 +1,10 @@
-"""Where a run's numbers go: ``metrics.jsonl`` (one JSON object per logged step), TensorBoard event
-files (written by tensorboardX, no TensorFlow needed) and a progress line on the terminal."""
+"""Where a run's numbers go: ``metrics.jsonl`` (one JSON object per logged step), ``perf.jsonl``
+(the ``perf/`` timings), TensorBoard event files (written by tensorboardX, no TensorFlow needed; the
+timings too) and a progress line on the terminal.
+
+``metrics.jsonl`` holds only numbers the config and seed decide, so two runs of one config on one
+machine write it byte for byte the same; the wall-clock timings, which differ, go to ``perf.jsonl``.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 METRICS_FILE = "metrics.jsonl"
+PERF_FILE = "perf.jsonl"
+PERF_PREFIX = "perf/"  # keys of timings: written to PERF_FILE, not METRICS_FILE
 
 
 def to_python(value):
@@ -43,29 +50,37 @@ def truncate_metrics(path: Path, last_step: int) -> None:
     os.replace(temporary, path)
 
 
-def read_metrics(workdir: str | os.PathLike) -> list[dict]:
-    """All records of a workdir's ``metrics.jsonl``."""
-    path = Path(workdir) / METRICS_FILE
+def read_metrics(workdir: str | os.PathLike, name: str = METRICS_FILE) -> list[dict]:
+    """All records of a workdir's ``metrics.jsonl`` (or ``name``, e.g. ``PERF_FILE``)."""
+    path = Path(workdir) / name
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 class MetricWriter:
-    """Appends ``{"step": s, **metrics}`` lines to metrics.jsonl and scalars to TensorBoard."""
+    """Appends ``{"step": s, **metrics}`` lines to metrics.jsonl (the ``perf/`` keys to perf.jsonl)
+    and scalars to TensorBoard."""
 
     def __init__(self, workdir: Path, resume_step: int):
         self.path = workdir / METRICS_FILE
+        self.perf_path = workdir / PERF_FILE
         truncate_metrics(self.path, resume_step)
+        truncate_metrics(self.perf_path, resume_step)
         self._file = self.path.open("a")
+        self._perf_file = self.perf_path.open("a")
         from tensorboardX import SummaryWriter  # imported here: it is slow to import
 
         self._tensorboard = SummaryWriter(logdir=str(workdir / "tensorboard"), flush_secs=30)
 
     def write(self, step: int, metrics: dict) -> None:
-        record = {"step": step, **{key: to_python(value) for key, value in metrics.items()}}
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
-        for key, value in record.items():
-            if key != "step" and isinstance(value, (int, float)):
+        values = {key: to_python(value) for key, value in metrics.items()}
+        perf = {key: value for key, value in values.items() if key.startswith(PERF_PREFIX)}
+        rest = {key: value for key, value in values.items() if key not in perf}
+        for file, part in ((self._file, rest), (self._perf_file, perf)):
+            if part:
+                file.write(json.dumps({"step": step, **part}) + "\n")
+                file.flush()
+        for key, value in values.items():
+            if isinstance(value, (int, float)):
                 self._tensorboard.add_scalar(key, value, step)
 
     def write_image(self, step: int, name: str, image: np.ndarray) -> None:
@@ -74,6 +89,7 @@ class MetricWriter:
 
     def close(self) -> None:
         self._file.close()
+        self._perf_file.close()
         self._tensorboard.close()
 
 
@@ -120,3 +136,16 @@ class Progress:
         if self.interactive:
             self.stream.write("\n")
             self.stream.flush()
+
+
+class NullWriter:
+    """``MetricWriter``'s interface writing nothing: the writer of every process but process 0."""
+
+    def write(self, step: int, metrics: dict) -> None:
+        del step, metrics
+
+    def write_image(self, step: int, name: str, image: np.ndarray) -> None:
+        del step, name, image
+
+    def close(self) -> None:
+        pass

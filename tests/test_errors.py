@@ -324,6 +324,7 @@ ENTRY_POINTS = {
     "experiments.sample": ("--workdir", "--num", "--out", "--labels"),
     "experiments.evaluate": ("--workdir", "--metrics", "--[no]best", "--dataset"),
     "experiments.benchmark": ("--config", "--steps"),
+    "experiments.sweep": ("--config", "--workdir", "--sweep", "--seeds", "--run_index"),
     "experiments.evaluation.classifier": ("--config", "--cache_dir"),
 }
 

@@ -1,4 +1,4 @@
-"""Output writers: PNG grids, metrics.jsonl truncation on resume, the progress line."""
+"""Output writers: PNG grids, metrics.jsonl and perf.jsonl (truncated on resume), the progress line."""
 
 import io
 import json
@@ -41,6 +41,27 @@ def test_metric_writer_appends_json_lines_and_tensorboard_events(tmp_path):
     writer.close()
     assert writers.read_metrics(tmp_path) == [{"step": 5, "loss": 0.5, "vector": [0, 1]}]
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_timings_go_to_perf_jsonl_and_both_files_are_truncated_on_resume(tmp_path):
+    writer = writers.MetricWriter(tmp_path, resume_step=0)
+    for step in (10, 20):
+        writer.write(step, {"loss": step / 10, "perf/steps_per_sec": 3.5})
+    writer.write(20, {"eval/loss": 1.0})
+    writer.close()
+    assert writers.read_metrics(tmp_path) == [
+        {"step": 10, "loss": 1.0},
+        {"step": 20, "loss": 2.0},
+        {"step": 20, "eval/loss": 1.0},
+    ]
+    perf = writers.read_metrics(tmp_path, writers.PERF_FILE)
+    assert perf == [
+        {"step": 10, "perf/steps_per_sec": 3.5},
+        {"step": 20, "perf/steps_per_sec": 3.5},
+    ]
+    writers.MetricWriter(tmp_path, resume_step=10).close()
+    assert [r["step"] for r in writers.read_metrics(tmp_path)] == [10]
+    assert [r["step"] for r in writers.read_metrics(tmp_path, writers.PERF_FILE)] == [10]
 
 
 def test_progress_plain_lines_when_not_a_terminal():

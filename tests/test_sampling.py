@@ -20,14 +20,17 @@ from experiments.evaluation import evaluator, features
 def test_batches_pad_to_the_multiple_and_cover_each_example_once(num, batch_size, multiple, rows):
     data = np.arange(100, 100 + num)
     found = list(batched.batches(num, batch_size, lambda p: {"x": data[p]}, multiple=multiple))
-    assert len(found) == -(-num // rows)
+    assert len(found) == -(-num // batch_size)
     assert all(len(b["x"]) == len(b["index"]) == len(b["mask"]) == rows for b in found)
-    index = np.concatenate([b["index"] for b in found])
+    for number, batch in enumerate(found):
+        # Batch b holds examples b * batch_size ... whatever the multiple (the device count), at
+        # the same rows; padding rows repeat the batch's last example.
+        real = np.arange(number * batch_size, min((number + 1) * batch_size, num))
+        np.testing.assert_array_equal(batch["mask"], np.arange(rows) < len(real))
+        np.testing.assert_array_equal(batch["index"][: len(real)], real)
+        np.testing.assert_array_equal(batch["x"][: len(real)], data[real])
+        np.testing.assert_array_equal(batch["x"][len(real) :], data[real[-1]])
     mask = np.concatenate([b["mask"] for b in found])
-    x = np.concatenate([b["x"] for b in found])
-    np.testing.assert_array_equal(index[mask], np.arange(num))
-    np.testing.assert_array_equal(x[mask], data)
-    np.testing.assert_array_equal(x[~mask], data[-1])  # padding repeats the last example
     assert mask.sum() == num and mask.dtype == bool
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -14,7 +17,7 @@ import pytest
 
 from configs import dcgan_mnist
 from conftest import REPO_ROOT, run_main
-from experiments import checkpoint, train, writers
+from experiments import checkpoint, provenance, train, writers
 
 # A DCGAN small enough to train a few steps in seconds, on the embedded shapes.
 TINY_CONFIG_FILE = "configs/dcgan_mnist.py"
@@ -64,11 +67,9 @@ def restore_final(workdir, config):
     return step, state
 
 
-def training_metrics(workdir):
-    return [
-        {k: v for k, v in record.items() if not k.startswith(train.PERF_PREFIX)}
-        for record in writers.read_metrics(workdir)
-    ]
+def training_metrics(workdir) -> bytes:
+    """metrics.jsonl as written: no timings (those are in perf.jsonl), so it repeats byte for byte."""
+    return (workdir / writers.METRICS_FILE).read_bytes()
 
 
 def assert_trees_equal(a, b):
@@ -104,6 +105,61 @@ def test_outputs_of_a_run(straight_run):
     assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
 
 
+def test_timings_go_to_perf_jsonl(straight_run):
+    workdir, _, _ = straight_run
+    assert not any(
+        key.startswith(train.PERF_PREFIX) for r in writers.read_metrics(workdir) for key in r
+    )
+    perf = writers.read_metrics(workdir, writers.PERF_FILE)
+    assert [r["step"] for r in perf] == [2, 4, 6, 8, 10, 12]
+    assert all(set(r) == {"step", "perf/steps_per_sec"} for r in perf)
+    assert all(r["perf/steps_per_sec"] > 0 for r in perf)
+
+
+# Files of a checkpoint step that hold no timestamp, path or random name: equal in two runs. The
+# array data are OCDBT files whose names are random and whose split into files varies from save to
+# save, so they are compared through the restored arrays; _CHECKPOINT_METADATA holds the checksums
+# of every array and two timestamps; commit_success.txt holds the step's path.
+CHECKPOINT_FILES = ("default/_METADATA", "default/_sharding", "default/array_metadatas/process_0")
+CHECKPOINT_TIMESTAMPS = ("init_timestamp_nsecs", "commit_timestamp_nsecs")
+
+
+def checkpoint_metadata(step_dir) -> dict:
+    metadata = json.loads((step_dir / "_CHECKPOINT_METADATA").read_text())
+    assert set(CHECKPOINT_TIMESTAMPS) <= set(metadata)
+    return {k: v for k, v in metadata.items() if k not in CHECKPOINT_TIMESTAMPS}
+
+
+def test_two_runs_of_one_config_are_bitwise_identical(straight_run, tmp_path):
+    workdir, config, _ = straight_run
+    assert train.Experiment(config, tmp_path).run() == 0
+    assert (tmp_path / writers.METRICS_FILE).read_bytes() == (
+        workdir / writers.METRICS_FILE
+    ).read_bytes()
+    for name in ("config.json", "samples/samples_0000006.png", "samples/samples_0000012.png"):
+        assert (tmp_path / name).read_bytes() == (workdir / name).read_bytes(), name
+    steps = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == steps == ["12", "4", "8"]
+    experiment = train.Experiment(config, tmp_path)
+    for step in steps:
+        first, second = workdir / "checkpoints" / step, tmp_path / "checkpoints" / step
+        for name in CHECKPOINT_FILES:
+            assert (first / name).read_bytes() == (second / name).read_bytes(), (step, name)
+        recorded = checkpoint_metadata(first)
+        assert recorded == checkpoint_metadata(second)
+        assert recorded["custom_metadata"]["checksums"]["leaves"]  # the arrays' sha256s
+        states = []
+        for run in (workdir, tmp_path):
+            ckpt = checkpoint.Checkpointer(run / "checkpoints", keep=10)
+            states.append(ckpt.restore(int(step), experiment.abstract_state()))
+            ckpt.close()
+        leaves = [jax.tree.leaves(state) for state in states]
+        for a, b in zip(*leaves, strict=True):
+            a, b = np.asarray(a), np.asarray(b)
+            assert a.dtype == b.dtype and a.shape == b.shape
+            assert a.tobytes() == b.tobytes()
+
+
 def test_step_compiles_once(straight_run):
     _, _, experiment = straight_run
     assert experiment.train_step._cache_size() == 1
@@ -119,12 +175,43 @@ def test_resume_in_two_parts_is_bit_exact(straight_run, tmp_path):
     assert step == 12
     assert_trees_equal(resumed, straight)
     assert training_metrics(tmp_path) == training_metrics(workdir)
+    # provenance.json: the resume appended an attempt and kept the first.
+    attempts = provenance.read(tmp_path)
+    assert [(a["start_step"], a["end"]["final_step"]) for a in attempts] == [(0, 6), (6, 12)]
+    assert [a["config"]["num_train_steps"] for a in attempts] == [6, 12]
+    assert attempts[0]["end"]["time"] <= attempts[1]["start_time"]
+
+
+def test_provenance_of_a_run(straight_run):
+    workdir, config, _ = straight_run
+    (attempt,) = provenance.read(workdir)
+    assert attempt["config"] == json.loads((workdir / "config.json").read_text())
+    assert (attempt["seed"], attempt["data_seed"]) == (config.seed, config.seed)
+    assert attempt["start_step"] == 0
+    assert attempt["end"]["exit_status"] == 0 and attempt["end"]["final_step"] == 12
+    assert attempt["start_time"] <= attempt["end"]["time"]
+    git = lambda *args: subprocess.run(
+        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert attempt["git"]["commit"] == git("rev-parse", "HEAD")
+    assert attempt["git"]["dirty"] == bool(git("status", "--porcelain", "--untracked-files=no"))
+    for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy"):
+        assert attempt["packages"][name] == importlib.metadata.version(name)
+    assert attempt["packages"]["python"] == platform.python_version()
+    assert attempt["devices"]["count"] == jax.device_count()
+    assert attempt["devices"]["kind"] == jax.devices()[0].device_kind
+    assert attempt["devices"]["process_count"] == 1
+    assert attempt["xla_flags"] == os.environ.get("XLA_FLAGS")
+    assert attempt["determinism"]["xla_gpu_deterministic_ops"] is False
+    assert attempt["jax_settings"]["jax_enable_x64"] is False
+    assert "pytest" in " ".join(attempt["argv"])
 
 
 def test_finished_run_says_so(straight_run, capsys):
     workdir, config, _ = straight_run
     assert train.Experiment(config, workdir).run() == 0
     assert "Run already finished" in capsys.readouterr().out
+    assert len(provenance.read(workdir)) == 1  # nothing trained: no attempt recorded
 
 
 @pytest.mark.slow
@@ -145,6 +232,9 @@ def test_kill_9_after_a_checkpoint_then_rerun_is_bit_exact(straight_run, tmp_pat
     result = run_main(*command[3:])
     assert result.returncode == 0, result.stderr
     assert "Resuming from checkpoint" in result.stdout
+    killed, rerun = provenance.read(tmp_path)  # the killed attempt never ended
+    assert killed["end"] is None and killed["start_step"] == 0
+    assert rerun["start_step"] in (4, 8) and rerun["end"]["exit_status"] == 0
     _, resumed = restore_final(tmp_path, config)
     _, straight = restore_final(workdir, config)
     assert_trees_equal(resumed, straight)

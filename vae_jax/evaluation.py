@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import batched, data, rng
+from experiments import batched, data, rng, sharding
 from experiments.errors import ConfigError
 from vae_jax import objectives, updates
 
@@ -101,7 +101,9 @@ def compiled_estimates(family, k: int, chunk: int):
     return jax.jit(functools.partial(batch_estimates, family, k=k, chunk=chunk))
 
 
-def evaluation_metrics(family, state, eval_source, key: jax.Array, options=None) -> dict:
+def evaluation_metrics(
+    family, state, eval_source, key: jax.Array, options=None, placement=None
+) -> dict:
     """The VAE's test metrics (module docstring) over ``eval_source`` with the EMA parameters.
 
     ``options`` (dict, ConfigDict or None) may set ``iwae_k`` (default ``family.iwae_k_eval``),
@@ -109,8 +111,10 @@ def evaluation_metrics(family, state, eval_source, key: jax.Array, options=None)
     chunk, see ``chunk_size``) and ``max_examples`` (evaluate only N examples evenly spread over
     the split, numbered 0..N-1 for their keys; 0 = all). ``options`` may also be any object with
     these attributes (``experiments.evaluation.evaluator.EvalOptions``); missing ones take the
-    defaults.
+    defaults. ``placement`` (``experiments.sharding.Placement``, the mesh ``state`` lives on;
+    default every device on the data axis): each batch is split over its devices.
     """
+    placement = placement or sharding.Placement(sharding.make_data_mesh())
     k = int(option(options, "iwae_k", family.iwae_k_eval))
     batch_size = int(option(options, "batch_size", DEFAULT_BATCH_SIZE))
     max_elements = int(option(options, "max_elements", DEFAULT_MAX_ELEMENTS))
@@ -132,18 +136,14 @@ def evaluation_metrics(family, state, eval_source, key: jax.Array, options=None)
     estimate = compiled_estimates(family, k, chunk)
 
     def one_batch(batch):
-        labels = family.labels(batch)
-        return estimate(
-            state.eval_params,
-            jnp.asarray(batch["x"]),
-            None if labels is None else jnp.asarray(labels),
-            key,
-            jnp.uint32(batch["index"][0]),
-        )
+        placed = placement.put_global({name: batch[name] for name in batch if name != "mask"})
+        labels = family.labels(placed)
+        return estimate(state.eval_params, placed["x"], labels, key, jnp.uint32(batch["index"][0]))
 
-    log_px, reconstruction, kl = batched.collect(
-        batched.batches(len(eval_source), batch_size, eval_source.__getitem__), one_batch
+    batches = batched.batches(
+        len(eval_source), batch_size, eval_source.__getitem__, multiple=placement.num_devices
     )
+    log_px, reconstruction, kl = batched.collect(batches, one_batch, fetch=placement.fetch)
     log_px, reconstruction, kl = (np.asarray(v, np.float64) for v in (log_px, reconstruction, kl))
     nll = -log_px
     negative_elbo = reconstruction + kl

@@ -372,12 +372,14 @@ class VAEFamily:
             "batch_size": evaluation.DEFAULT_BATCH_SIZE,
         }
 
-    def evaluation_metrics(self, state: VAEState, eval_source, key: jax.Array, options) -> dict:
+    def evaluation_metrics(
+        self, state: VAEState, eval_source, key: jax.Array, options, placement=None
+    ) -> dict:
         """Test-set IWAE NLL (k = ``options['iwae_k']``, default ``iwae_k_eval``) with its standard
         error, the ELBO and its terms, bits/dim; see ``vae_jax.evaluation.evaluation_metrics``."""
         from vae_jax import evaluation
 
-        return evaluation.evaluation_metrics(self, state, eval_source, key, options)
+        return evaluation.evaluation_metrics(self, state, eval_source, key, options, placement)
 
 
 def make(config) -> VAEFamily:

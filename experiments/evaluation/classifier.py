@@ -14,9 +14,17 @@ FID (quadratic in the scale) and KID (whose kernel ``(x·y/d + 1)³`` assumes fe
 would inherit it. After training, ``feature_scale = sqrt(tr(Σ_train) / d)`` (the root mean
 per-feature variance over the whole train split, no augmentation) is fixed once and stored with the
 weights: on the classifier's own train split the features then have ``tr(Σ) = d``. It is a single
-number, so the geometry of the features (precision/recall, density/coverage) is unchanged. It is never
-downloaded: ``load_or_train`` trains it from ``configs/classifier_mnist.py`` on first use and caches
-it in ``<cache_dir>/classifiers/<dataset>-<config fingerprint>/``; the explicit command is::
+number, so the geometry of the features (precision/recall, density/coverage) is unchanged.
+
+One yardstick: the MNIST classifier's weights ship with the package
+(``weights/classifier_mnist.msgpack``, trained once by the command below; ``SHIPPED_SHA256``), so
+every machine measures MNIST and binarised-MNIST samples with the same network. ``load_or_train``
+loads them (the file's sha256 is checked: a mismatch is a ``ClassifierError``), and they are the
+feature net ``classifier_mnist``. A classifier trained on this machine is still possible
+(``feature_net='classifier_local'``, and for Fashion-MNIST and KMNIST, which ship none): it is
+trained from ``configs/classifier_mnist.py`` on first use, cached in
+``<cache_dir>/classifiers/<dataset>-<config fingerprint>/`` and recorded as another feature net,
+``classifier_<dataset>_local``. The explicit command is::
 
     python -m experiments.evaluation.classifier --config=configs/classifier_mnist.py[:DATASET] \
         [--cache_dir=DIR] [--config.KEY=VALUE ...]
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.resources
 import json
 import os
 import sys
@@ -43,6 +52,7 @@ import flax.linen as nn
 import flax.serialization
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
@@ -59,6 +69,11 @@ CLASSIFIER_DATASET = {
     "binarized_mnist": "mnist",
 }
 IMAGE_SHAPE = (28, 28, 1)
+# Classifiers shipped with the package: dataset -> sha256 of weights/classifier_<dataset>.msgpack
+# (which is also its weights_hash, the feature_net_hash of every protocol that uses it).
+SHIPPED_SHA256 = {"mnist": "3072321ac8a8126b71212fb5782410f410d1e3329265604ae6db845b1a86918e"}
+SHIPPED = "shipped"  # TrainedClassifier.origin of the package's weights
+LOCAL = "local"  # ... of a classifier trained on this machine (cached)
 
 
 class ClassifierError(Exception):
@@ -152,6 +167,7 @@ class TrainedClassifier:
     test_accuracy: float
     weights_hash: str
     info: dict
+    origin: str = LOCAL  # SHIPPED: the package's weights; LOCAL: trained on this machine
 
     @property
     def net(self) -> ClassifierNet:
@@ -308,14 +324,64 @@ def save(trained: TrainedClassifier, directory: Path) -> None:
         temporary.rmdir()
 
 
-def load(config, directory: Path) -> TrainedClassifier:
-    """The classifier cached in ``directory`` (checked against its recorded weights hash)."""
-    info = json.loads((directory / INFO_FILE).read_text())
+def from_stored_bytes(config, data: bytes) -> tuple[Any, float]:
+    """``(params, feature_scale)`` from the bytes ``save`` writes."""
     net = make_net(config.model)
     abstract = jax.eval_shape(net.init, jax.random.key(0), jnp.zeros((1, *IMAGE_SHAPE)))["params"]
     template = stored_tree(jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), abstract), 0.0)
-    stored = flax.serialization.from_bytes(template, (directory / PARAMS_FILE).read_bytes())
-    params, scale = stored["params"], float(stored["feature_scale"])
+    stored = flax.serialization.from_bytes(template, data)
+    return stored["params"], float(stored["feature_scale"])
+
+
+def shipped_weights_dir():
+    """The package's ``weights/`` folder (a ``Traversable``)."""
+    return importlib.resources.files("experiments.evaluation") / "weights"
+
+
+def load_shipped(dataset: str, directory=None) -> TrainedClassifier:
+    """The classifier shipped with the package for ``dataset`` (a key of ``SHIPPED_SHA256``).
+
+    ``directory``: where ``classifier_<dataset>.msgpack`` and ``.json`` are (default: the
+    package's ``weights/``). Raises ``ClassifierError`` when the file is missing or its sha256 is
+    not ``SHIPPED_SHA256[dataset]``.
+    """
+    directory = shipped_weights_dir() if directory is None else directory
+    weights = directory / f"classifier_{dataset}.msgpack"
+    expected = SHIPPED_SHA256[dataset]
+    try:
+        data = weights.read_bytes()
+        info = json.loads((directory / f"classifier_{dataset}.json").read_text())
+    except (OSError, ValueError) as error:
+        raise ClassifierError(
+            f"the shipped {dataset} classifier cannot be read ({error}); reinstall the package, "
+            "or use feature_net='classifier_local' to train one here"
+        ) from error
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != expected:
+        raise ClassifierError(
+            f"{weights} has sha256 {digest}, expected {expected}: the shipped {dataset} classifier "
+            "is damaged or from another version; reinstall the package"
+        )
+    config = ml_collections.ConfigDict(tuples(info["config"]))
+    params, scale = from_stored_bytes(config, data)
+    if weights_hash(stored_tree(params, scale)) != digest:  # the file is the canonical bytes
+        raise ClassifierError(f"{weights} does not hold the canonical bytes of its weights")
+    return TrainedClassifier(config, params, scale, info["test_accuracy"], digest, info, SHIPPED)
+
+
+def tuples(value):
+    """JSON lists as tuples (configs hold tuples)."""
+    if isinstance(value, dict):
+        return {key: tuples(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return tuple(tuples(item) for item in value)
+    return value
+
+
+def load(config, directory: Path) -> TrainedClassifier:
+    """The classifier cached in ``directory`` (checked against its recorded weights hash)."""
+    info = json.loads((directory / INFO_FILE).read_text())
+    params, scale = from_stored_bytes(config, (directory / PARAMS_FILE).read_bytes())
     digest = weights_hash(stored_tree(params, scale))
     if digest != info["weights_hash"]:
         raise ClassifierError(
@@ -331,23 +397,31 @@ def load_or_train(
     *,
     data_dir: str = "",
     config=None,
+    local: bool = False,
     log=None,
 ) -> TrainedClassifier:
-    """The domain classifier for ``dataset``, from the cache or trained (and cached) now.
+    """The domain classifier for ``dataset``: the package's weights where they ship (unless
+    ``local`` or a ``config`` is given), else one from the cache or trained (and cached) now.
 
     Args:
         dataset: a data config name in ``CLASSIFIER_DATASET``.
         cache_dir: the evaluation cache root.
         data_dir: ``data.dir`` of the dataset ('' = the defaults of ``experiments.data``).
-        config: the classifier config (default: ``configs/classifier_mnist.py`` for ``dataset``).
+        config: the classifier config to train (default: ``configs/classifier_mnist.py`` for
+            ``dataset``).
+        local: a classifier trained on this machine even where weights ship.
 
     Raises:
-        ClassifierError: no classifier for ``dataset``, or training stayed below
-            ``config.min_test_accuracy`` (nothing is cached then).
+        ClassifierError: no classifier for ``dataset``, shipped weights missing or damaged, or
+            training stayed below ``config.min_test_accuracy`` (nothing is cached then).
         experiments.data.DataError: the dataset's files are missing.
     """
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    config = config if config is not None else default_config(dataset, data_dir)
+    if config is None:
+        shipped = CLASSIFIER_DATASET.get(dataset)
+        if not local and shipped in SHIPPED_SHA256:
+            return load_shipped(shipped)
+        config = default_config(dataset, data_dir)
     directory = cache_path(config, cache_dir)
     if (directory / INFO_FILE).exists():
         return load(config, directory)

@@ -20,9 +20,7 @@ The real data is the ``reference_split`` of the run's dataset (all of it). The *
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
-import platform
-import subprocess
+import inspect
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +28,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments import rng, sampling
+from experiments import provenance, rng, sampling, sharding
 from experiments.errors import ConfigError
 from experiments.evaluation import cache, features, metrics, reference
 
@@ -38,7 +36,6 @@ METRIC_NAMES = ("fid", "kid", "is", "pr", "dc", "acc", "ifid")
 CONDITIONAL_METRICS = ("acc", "ifid")
 DEFAULT_METRICS = ",".join(METRIC_NAMES)
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scipy")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -122,33 +119,16 @@ def parse_family_options(text: str, family) -> dict:
 
 
 def git_commit() -> str:
-    """``HEAD``'s hash, with ``-dirty`` when tracked files differ from it; 'unknown' without git."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
-        )
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
+    """``HEAD``'s hash, with ``-dirty`` when tracked files differ from it; 'unknown' when the
+    source is not a git checkout (``provenance.git_state``)."""
+    state = provenance.git_state()
+    if state["commit"] is None:
         return "unknown"
-    if commit.returncode:
-        return "unknown"
-    return commit.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
+    return state["commit"] + ("-dirty" if state["dirty"] else "")
 
 
 def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
+    return provenance.package_versions(PACKAGES)
 
 
 def environment() -> dict:
@@ -232,6 +212,7 @@ def generated_features(
     options: EvalOptions,
     labels=None,
     samplers: dict | None = None,
+    placement=None,
 ) -> features.Features:
     """Features of ``options.num_samples`` samples drawn by the sampling contract
     (``experiments.sampling``: sample ``i`` from ``fold_in(key, i)``), so they do not depend on
@@ -247,6 +228,7 @@ def generated_features(
         key,
         labels=labels,
         batch_size=options.sample_batch_size,
+        placement=placement,
         compiled=samplers["sampler"],
     )
     return features.Features.concatenate(
@@ -265,6 +247,7 @@ def evaluate(
     feature_net: features.FeatureNet | None = None,
     samplers: dict | None = None,
     family_key: jax.Array | None = None,
+    placement=None,
     log=None,
 ) -> dict:
     """Evaluates ``state``: ``{'metrics': {...}, 'floor': {...} | None, 'protocol': {...}}``.
@@ -329,7 +312,9 @@ def evaluate(
         protocol.update(feature_net.protocol())
         real = reference.real_features(feature_net, data_config, options.reference_split, cache_dir)
         labels = sampling.resolve_labels(family, options.num_samples, None)
-        generated = generated_features(family, state, feature_net, key, options, labels, samplers)
+        generated = generated_features(
+            family, state, feature_net, key, options, labels, samplers, placement
+        )
         metrics_key_seed = options.seed
         results = compute_metrics(
             names, real, generated, labels, seed=metrics_key_seed, force_fid=options.force_fid
@@ -362,12 +347,23 @@ def evaluate(
         if family_key is None:
             family_key = rng.purpose_key(key, "family")
         family_options = {**getattr(family, "evaluation_options", {}), **options.family_options}
-        extra = family.evaluation_metrics(state, eval_source, family_key, family_options)
+        extra = family_metrics(family, state, eval_source, family_key, family_options, placement)
         results.update({k: float(v) if np.ndim(v) == 0 else v for k, v in extra.items()})
         protocol["family_options"] = family_options
     protocol["skipped"] = skipped
     protocol.update(environment())
     return {"metrics": results, "floor": floor, "protocol": protocol}
+
+
+def family_metrics(family, state, eval_source, key, options, placement=None) -> dict:
+    """``family.evaluation_metrics``, given the mesh ``placement`` (where ``state`` lives; default
+    every device on the data axis) when it has a ``placement`` parameter."""
+    function = family.evaluation_metrics
+    if "placement" not in inspect.signature(function).parameters:
+        return function(state, eval_source, key, options)
+    if placement is None:
+        placement = sharding.Placement(sharding.make_data_mesh())
+    return function(state, eval_source, key, options, placement=placement)
 
 
 def flat_report(report: dict) -> dict:

@@ -6,7 +6,10 @@ every family's ``sample``) to ``(features, logits)``:
 - ``'classifier'``: the domain classifier of MNIST-format datasets (``classifier``), 128-d
   penultimate ReLU activations divided by the classifier's fixed ``feature_scale``, and 10 class
   logits; for mnist, fashion_mnist, kmnist and
-  binarized_mnist (which uses the MNIST classifier). Input must be 28 x 28 x 1.
+  binarized_mnist (which uses the MNIST classifier). Input must be 28 x 28 x 1. The MNIST one is
+  the package's shipped weights (``classifier_mnist``); the others are trained on this machine.
+- ``'classifier_local'``: the domain classifier trained on this machine (cached), even where
+  weights ship; recorded as ``classifier_<dataset>_local``.
 - ``'inception'``: the TF-FID InceptionV3 (``inception``), 2048-d pool3 and 1008 logits; any image
   size, 1 or 3 channels, resized to 299 x 299. Needs the weights file.
 - ``'auto'``: the classifier where one exists for the dataset, else inception.
@@ -34,7 +37,7 @@ from experiments import batched, sharding
 from experiments.errors import ConfigError
 from experiments.evaluation import classifier, inception
 
-FEATURE_NET_NAMES = ("auto", "classifier", "inception")
+FEATURE_NET_NAMES = ("auto", "classifier", "classifier_local", "inception")
 QUANTIZATION = "uint8: round(255 * clip(x, 0, 1)) / 255 before the network"
 DEFAULT_BATCH_SIZE = {"classifier": 500, "inception": 50}
 
@@ -100,10 +103,8 @@ class FeatureNet:
 
     def _forward(self):
         if self._compiled is None:
-            mesh = sharding.make_data_mesh()
-            self._mesh = mesh
-            self._padded_batch = -(-self.batch_size // mesh.size) * mesh.size
-            self._variables = jax.device_put(self.variables, sharding.replicated(mesh))
+            self._placement = sharding.Placement(sharding.make_data_mesh())
+            self._variables = self._placement.put_replicated(self.variables)
 
             def forward(variables, images):
                 features, logits = self.apply(variables, quantize(images))
@@ -122,14 +123,16 @@ class FeatureNet:
                 np.zeros((0, self.num_classes), np.float32),
             )
         forward = self._forward()
-        placement = sharding.batch_sharded(self._mesh)
+        placement = self._placement
 
         def one_batch(batch):
-            return forward(self._variables, jax.device_put(batch["x"], placement))
+            return forward(self._variables, placement.put_global({"x": batch["x"]})["x"])
 
         read = lambda positions: {"x": images[positions]}
-        size = self._padded_batch
-        features, logits = batched.collect(batched.batches(len(images), size, read), one_batch)
+        batches = batched.batches(
+            len(images), self.batch_size, read, multiple=placement.num_devices
+        )
+        features, logits = batched.collect(batches, one_batch, fetch=placement.fetch)
         return Features(features, logits)
 
     def extract(self, batches: Iterable[np.ndarray]) -> Features:
@@ -138,10 +141,17 @@ class FeatureNet:
 
 
 def classifier_feature_net(
-    dataset: str, cache_dir, *, data_dir: str = "", batch_size: int | None = None, log=None
+    dataset: str,
+    cache_dir,
+    *,
+    data_dir: str = "",
+    batch_size: int | None = None,
+    local: bool = False,
+    log=None,
 ) -> FeatureNet:
-    """The domain classifier of ``dataset`` as a feature net (trained now if not cached)."""
-    trained = classifier.load_or_train(dataset, cache_dir, data_dir=data_dir, log=log)
+    """The domain classifier of ``dataset`` as a feature net: the shipped weights, or (``local``,
+    or none shipped) one trained here (now, if not cached)."""
+    trained = classifier.load_or_train(dataset, cache_dir, data_dir=data_dir, local=local, log=log)
     return feature_net_from_classifier(trained, batch_size=batch_size)
 
 
@@ -162,8 +172,9 @@ def feature_net_from_classifier(
                 f"the {trained.config.data.name} classifier takes 28x28x1 images, got {tuple(shape)}"
             )
 
+    shipped = trained.origin == classifier.SHIPPED
     return FeatureNet(
-        name=f"classifier_{trained.config.data.name}",
+        name=f"classifier_{trained.config.data.name}" + ("" if shipped else "_local"),
         kind="classifier",
         variables={"params": trained.params},
         apply=apply,
@@ -179,6 +190,9 @@ def feature_net_from_classifier(
                 "feature_scale"
             ),
             "feature_scale": scale,
+            "classifier_weights": (
+                "shipped with the package" if shipped else "trained on this machine"
+            ),
             "classifier_test_accuracy": trained.test_accuracy,
             "classifier_config": classifier.config_fingerprint(trained.config),
         },
@@ -218,7 +232,7 @@ def resolve_kind(name: str, dataset: str) -> str:
         raise FeatureNetError(f"unknown feature net {name!r}; expected one of {FEATURE_NET_NAMES}")
     if name == "auto":
         return "classifier" if dataset in classifier.CLASSIFIER_DATASET else "inception"
-    return name
+    return "classifier" if name == "classifier_local" else name
 
 
 def build_feature_net(
@@ -236,7 +250,12 @@ def build_feature_net(
     if kind == "classifier":
         try:
             return classifier_feature_net(
-                dataset, cache_dir, data_dir=data_dir, batch_size=batch_size, log=log
+                dataset,
+                cache_dir,
+                data_dir=data_dir,
+                batch_size=batch_size,
+                local=name == "classifier_local",
+                log=log,
             )
         except classifier.ClassifierError as error:
             raise FeatureNetError(str(error)) from error

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jax
+
 from experiments import rng
 from experiments.evaluation import cache, evaluator, features
 
@@ -47,8 +49,9 @@ def options_from_config(config, family=None) -> evaluator.EvalOptions:
 class InTrainingEvaluator:
     """Holds the options and, after the first eval, the feature net of a run."""
 
-    def __init__(self, config, family, workdir: Path, root):
+    def __init__(self, config, family, workdir: Path, root, placement=None):
         self.config, self.family, self.workdir, self.root = config, family, Path(workdir), root
+        self.placement = placement  # the run's mesh (sampling is split over it)
         self.options = options_from_config(config, family)
         self.feature_net: features.FeatureNet | None = None
         self.samplers: dict = {}  # compiled sampling functions, kept between evals
@@ -76,6 +79,7 @@ class InTrainingEvaluator:
             eval_source=source,
             feature_net=self.feature_net,
             samplers=self.samplers,
+            placement=self.placement,
         )
         report["protocol"].update(
             step=step,
@@ -84,9 +88,10 @@ class InTrainingEvaluator:
         )
         directory = self.workdir / IN_TRAINING_DIR
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / f"{step}.json").write_text(
-            json.dumps(evaluator.flat_report(report), indent=2, sort_keys=True)
-        )
+        if jax.process_index() == 0:  # one writer of the run's files
+            (directory / f"{step}.json").write_text(
+                json.dumps(evaluator.flat_report(report), indent=2, sort_keys=True)
+            )
         return {
             key: value
             for key, value in report["metrics"].items()

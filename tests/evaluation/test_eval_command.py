@@ -226,17 +226,6 @@ def test_in_training_options_come_from_the_config(tmp_path):
 def test_evaluate_command_on_a_mnist_checkpoint(tmp_path):
     shared_data_dir("mnist")
     cache_dir = tmp_path / "cache"
-    # Plant a random classifier where the default MNIST one is cached, so nothing trains.
-    config = classifier.default_config("mnist")
-    net = classifier.make_net(config.model)
-    params = jax.device_get(
-        net.init(jax.random.key(0), np.zeros((1, 28, 28, 1), np.float32))["params"]
-    )
-    digest = classifier.weights_hash(classifier.stored_tree(params, 1.0))
-    planted = classifier.TrainedClassifier(
-        config, params, 1.0, 0.1, digest, {"weights_hash": digest, "test_accuracy": 0.1}
-    )
-    classifier.save(planted, classifier.cache_path(config, cache_dir))
     workdir = tmp_path / "run"
     result = run_main(
         "--config=configs/dcgan_mnist.py",
@@ -245,7 +234,7 @@ def test_evaluate_command_on_a_mnist_checkpoint(tmp_path):
         "--config.eval_every_steps=0",
         "--config.model.generator.features=(16,8)",
         "--config.model.discriminator.features=(8,16)",
-        f"--config.evaluation.cache_dir={cache_dir}",  # its last-step FID uses the planted net
+        f"--config.evaluation.cache_dir={cache_dir}",  # its last-step FID: the shipped net
     )
     assert result.returncode == 0, result.stderr
     command = [
@@ -265,7 +254,9 @@ def test_evaluate_command_on_a_mnist_checkpoint(tmp_path):
         assert np.isfinite(report[key]), key
     protocol = report["protocol"]
     assert protocol["feature_net"] == "classifier_mnist"
-    assert protocol["feature_net_hash"] == digest
+    assert protocol["feature_net_hash"] == classifier.SHIPPED_SHA256["mnist"]
+    assert protocol["classifier_weights"] == "shipped with the package"
+    assert not (cache_dir / "classifiers").exists()  # nothing trained
     assert protocol["n_real"] == 10_000 and protocol["n_generated"] == 300
     assert protocol["reference_split"] == "test" and protocol["step"] == 2
     assert report["floor"]["fid"] < report["fid"]

@@ -1,10 +1,13 @@
 """The domain classifier (training determinism, cache), feature extraction and cached real features.
 
-Nothing here trains the full classifier: training runs a few steps on small synthetic sources.
+Nothing here trains the full classifier: training runs a few steps on small synthetic sources, and
+the MNIST classifier is the one shipped with the package.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import json
 
 import jax
@@ -13,8 +16,13 @@ import numpy as np
 import pytest
 
 from configs import base, classifier_mnist
+from conftest import REPO_ROOT, shared_data_dir
 from experiments import data
 from experiments.evaluation import classifier, features, reference
+
+SHIPPED_MNIST_SHA256 = (
+    "3072321ac8a8126b71212fb5782410f410d1e3329265604ae6db845b1a86918e"  # docs/evaluation.md
+)
 
 
 def synthetic_source(num: int, seed: int, name: str = "mnist") -> data.ArraySource:
@@ -153,7 +161,7 @@ def test_feature_extraction_quantizes_to_8_bits_and_checks_shapes():
     with pytest.raises(features.FeatureNetError, match="28x28x1"):
         net.extract_batch(np.zeros((2, 16, 16, 1), np.float32))
     protocol = net.protocol()
-    assert protocol["feature_net"] == "classifier_mnist"
+    assert protocol["feature_net"] == "classifier_mnist_local"  # not the shipped weights
     assert protocol["feature_net_hash"] == net.weights_hash
     assert "uint8" in protocol["quantization"]
 
@@ -204,3 +212,74 @@ def test_mnist_reference_features_with_a_random_classifier(tmp_path):
     real = reference.real_features(net, data_config, "test", tmp_path)
     assert real.n == 10_000 and real.labels.shape == (10_000,)
     assert np.all(np.isfinite(real.stats.sigma))
+
+
+# --------------------------------------------------------------------------- shipped weights
+
+
+def test_the_shipped_mnist_classifier_is_the_default(tmp_path):
+    stored = (classifier.shipped_weights_dir() / "classifier_mnist.msgpack").read_bytes()
+    assert hashlib.sha256(stored).hexdigest() == SHIPPED_MNIST_SHA256
+    assert classifier.SHIPPED_SHA256["mnist"] == SHIPPED_MNIST_SHA256
+    for name, dataset in (("auto", "mnist"), ("classifier", "mnist"), ("auto", "binarized_mnist")):
+        net = features.build_feature_net(name, dataset, cache_dir=tmp_path)
+        protocol = net.protocol()
+        assert protocol["feature_net"] == "classifier_mnist"
+        assert protocol["feature_net_hash"] == SHIPPED_MNIST_SHA256
+        assert protocol["classifier_weights"] == "shipped with the package"
+    assert not any(tmp_path.iterdir())  # nothing trained or cached
+    shipped = classifier.load_shipped("mnist")
+    assert shipped.test_accuracy >= shipped.config.min_test_accuracy
+    # Trained by the project's own config (a changed config file needs new weights).
+    fingerprint = classifier.config_fingerprint(classifier.default_config("mnist"))
+    assert classifier.config_fingerprint(shipped.config) == fingerprint
+    assert shipped.info["config_fingerprint"] == fingerprint
+
+
+def test_damaged_or_missing_shipped_weights_are_one_clear_error(tmp_path):
+    for path in classifier.shipped_weights_dir().iterdir():
+        if path.name.startswith("classifier_mnist."):
+            (tmp_path / path.name).write_bytes(path.read_bytes())
+    assert classifier.load_shipped("mnist", tmp_path).weights_hash == SHIPPED_MNIST_SHA256
+    weights = tmp_path / "classifier_mnist.msgpack"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(classifier.ClassifierError, match=f"expected {SHIPPED_MNIST_SHA256}"):
+        classifier.load_shipped("mnist", tmp_path)
+    weights.unlink()
+    with pytest.raises(classifier.ClassifierError, match=r"cannot be read.*classifier_local"):
+        classifier.load_shipped("mnist", tmp_path)
+
+
+def test_a_locally_trained_classifier_is_another_feature_net(tmp_path):
+    config = classifier.default_config("mnist")
+    params = classifier.load_shipped("mnist").params  # with another feature scale: other weights
+    digest = classifier.weights_hash(classifier.stored_tree(params, 1.0))
+    assert digest != SHIPPED_MNIST_SHA256
+    planted = classifier.TrainedClassifier(
+        config, params, 1.0, 0.1, digest, {"weights_hash": digest, "test_accuracy": 0.1}
+    )
+    classifier.save(planted, classifier.cache_path(config, tmp_path))  # as if trained here
+    net = features.build_feature_net("classifier_local", "mnist", cache_dir=tmp_path)
+    assert net.name == "classifier_mnist_local" and net.weights_hash == digest
+    assert net.protocol()["classifier_weights"] == "trained on this machine"
+
+
+def test_the_weights_are_package_data():
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    patterns = project["tool"]["setuptools"]["package-data"]["experiments.evaluation"]
+    names = [p.name for p in classifier.shipped_weights_dir().iterdir()]
+    assert {"classifier_mnist.msgpack", "classifier_mnist.json"} <= set(names)
+    for name in names:
+        assert any(fnmatch.fnmatch(f"weights/{name}", pattern) for pattern in patterns), name
+
+
+@pytest.mark.shared_data
+def test_the_shipped_classifier_reaches_its_recorded_accuracy():
+    shared_data_dir("mnist")
+    shipped = classifier.load_shipped("mnist")
+    source = data.build_source(base.get_data_config(name="mnist"), "test")
+    accuracy = classifier.accuracy(shipped.net, shipped.params, source, 1000)
+    assert accuracy == shipped.test_accuracy >= 0.993
