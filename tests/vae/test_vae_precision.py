@@ -84,27 +84,20 @@ def test_float32_program_has_no_bfloat16():
 
 
 def test_bfloat16_steps_are_finite_and_follow_float32():
-    """Three steps of the conv VAE (the quickstart's kind) in each dtype from one initial state
-    (``init_state`` creates the parameters in float32 whatever the dtype)."""
-    fam32, batch = family("conv", "float32")
-    fam16, _ = family("conv", "bfloat16")
+    """Three steps of a conditional MLP VAE on the IWAE bound in each dtype from one initial state
+    (``init_state`` creates the parameters in float32 whatever the dtype). The convolutions'
+    bfloat16 numerics: ``tests/test_layers.py``."""
+    fam32, batch = family("mlp_conditional_iwae", "float32")
+    fam16, _ = family("mlp_conditional_iwae", "bfloat16")
     initial = jax.jit(fam32.init_state)(jax.random.key(0), batch)
-    runs = {}
+    history = {}
     for fam in (fam32, fam16):
-        state, step, history = initial, jax.jit(fam.train_step), []
+        state, step, history[fam] = initial, jax.jit(fam.train_step), []
         for i in range(3):
             state, metrics = step(state, batch, jax.random.key(10 + i))
-            history.append(jax.device_get(metrics))
-        samples = jax.jit(fam.sample, static_argnums=2)(state, jax.random.key(5), 4)
-        runs[fam] = (state, history, samples)
-    (state16, history16, samples16), (_, history32, samples32) = runs[fam16], runs[fam32]
-    assert floating_dtypes(state16) == {"float32"}
-    for metrics16, metrics32 in zip(history16, history32, strict=True):
+            history[fam].append(jax.device_get(metrics))
+    assert floating_dtypes(state) == {"float32"}
+    for metrics16, metrics32 in zip(history[fam16], history[fam32], strict=True):
         assert all(np.isfinite(v) for v in metrics16.values())
-        for name in ("loss", "reconstruction", "kl"):
+        for name in ("loss", "iwae_bound", "reconstruction", "kl"):
             np.testing.assert_allclose(metrics16[name], metrics32[name], rtol=0.01, atol=0.02)
-    assert history16[-1]["loss"] < history16[0]["loss"]
-    # Samples: float32 images in [0, 1], the float32 ones up to rounding.
-    assert samples16.dtype == jnp.float32
-    assert 0.0 <= float(samples16.min()) and float(samples16.max()) <= 1.0
-    np.testing.assert_allclose(samples16, samples32, atol=0.02)
