@@ -85,6 +85,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     # XLA:CPU only: reuse (glibc keeps freed blocks in the heap: no page faults for each step's
     # buffers, 1.3x faster DCGAN step) | default
     config.host_memory = "reuse"
+    # float32 | bfloat16: the dtype the networks compute in (a family's to honour; the GAN and VAE
+    # families keep parameters, optimiser state, losses and batch-norm statistics in float32)
+    config.compute_dtype = "float32"
     config.data = get_data_config()
     config.model = ml_collections.ConfigDict()
     config.optimizer = ml_collections.ConfigDict()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import ml_collections
 
-from experiments import compiler, data, host_memory, optim
+from experiments import compiler, data, host_memory, optim, precision
 from experiments.errors import ConfigError
 from experiments.evaluation import cache, evaluator, features
 
@@ -88,6 +88,7 @@ def check_top_level(config) -> None:
     _choice(config, "replica_loop", REPLICA_LOOPS)
     _choice(config, "cpu_convolutions", compiler.CPU_CONVOLUTIONS)
     _choice(config, "host_memory", host_memory.HOST_MEMORY)
+    _choice(config, "compute_dtype", precision.COMPUTE_DTYPES)
 
 
 def check_data(config) -> None:

@@ -44,6 +44,10 @@ options[, placement]) -> dict[str, float]``
     (``i % num_classes``) and adds the label accuracy and the intra-class FID.
 
 Batches are dicts with ``'x'`` and optionally ``'label'``; see ``experiments.data`` for the layout.
+
+``config.compute_dtype`` (``'float32'`` | ``'bfloat16'``, checked by the engine) is a family's to
+honour: every family's ``make`` gets the key, and one that ignores it (``examples.gaussian``)
+computes in float32. The GAN and VAE families follow the policy of ``experiments.precision``.
 """
 
 from __future__ import annotations

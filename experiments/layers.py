@@ -1,10 +1,16 @@
 """Layers both families use (one home for them): resolution-doubling and -halving convolutions,
-MLP stacks and named initialisers."""
+MLP stacks and named initialisers.
+
+Each layer's ``dtype`` is the dtype it computes in (``experiments.precision``): its parameters stay
+float32 and are cast to ``dtype`` with its input for the computation (float32: exactly Flax's
+layers' computation).
+"""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -165,19 +171,21 @@ downconv.defvjp(_downconv_fwd, _downconv_bwd)
 class _Conv4x4(nn.Module):
     """Holds exactly the parameters of Flax's ``Conv`` / ``ConvTranspose`` with a 4x4 kernel:
     ``kernel`` ``(4, 4, in, features)`` and ``bias`` ``(features,)``, same initialisers, same
-    init randomness (the parameter names and module path decide it), and applies ``op``."""
+    init randomness (the parameter names and module path decide it), and applies ``op`` in
+    ``dtype`` (input, kernel and bias cast to it; the parameters themselves stay float32)."""
 
     features: int
     op: Callable[[jax.Array, jax.Array], jax.Array]
     use_bias: bool = True
     kernel_init: Callable = INITIALIZERS["default"]
     bias_init: Callable = nn.initializers.zeros_init()
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features))
         bias = self.param("bias", self.bias_init, (self.features,)) if self.use_bias else None
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         y = self.op(x, kernel)
         return y if bias is None else y + bias
 
@@ -194,6 +202,7 @@ class UpConv(nn.Module):
     features: int
     use_bias: bool = True
     kernel_init: Callable = INITIALIZERS["default"]
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -202,6 +211,7 @@ class UpConv(nn.Module):
             upconv,
             use_bias=self.use_bias,
             kernel_init=self.kernel_init,
+            dtype=self.dtype,
             name="ConvTranspose_0",
         )(x)
 
@@ -217,6 +227,7 @@ class DownConv(nn.Module):
     features: int
     use_bias: bool = True
     kernel_init: Callable = INITIALIZERS["default"]
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -225,22 +236,25 @@ class DownConv(nn.Module):
             downconv,
             use_bias=self.use_bias,
             kernel_init=self.kernel_init,
+            dtype=self.dtype,
             name="Conv_0",
         )(x)
 
 
 class MLP(nn.Module):
-    """Dense layers of ``widths`` with ``activation`` between them (none after the last)."""
+    """Dense layers of ``widths`` with ``activation`` between them (none after the last), computed
+    in ``dtype``."""
 
     widths: Sequence[int]
     activation: str = "relu"
     kernel_init: Callable = INITIALIZERS["default"]
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = activation(self.activation)
         for index, width in enumerate(self.widths):
-            x = nn.Dense(width, kernel_init=self.kernel_init)(x)
+            x = nn.Dense(width, kernel_init=self.kernel_init, dtype=self.dtype)(x)
             if index + 1 < len(self.widths):
                 x = act(x)
         return x

@@ -27,6 +27,8 @@ Keys read (``gan_jax.defaults`` lists them all with their defaults):
     mode centres of ``experiments.data.toy_modes``.
 ``config.batch_size``
     Must be a multiple of ``d_steps`` (the batch holds ``d_steps`` D batches).
+``config.compute_dtype``
+    The networks' compute dtype (``experiments.precision``; absent: float32).
 
 Older configs: a config (e.g. a workdir's) written before a ``model`` key existed gets the key's
 documented default (``with_model_defaults``), which is the behaviour it was trained with.
@@ -37,7 +39,7 @@ from __future__ import annotations
 import ml_collections
 
 from experiments import ema as ema_lib
-from experiments import layers, optim
+from experiments import layers, optim, precision
 from experiments.errors import ConfigError
 from gan_jax import augment, losses, networks
 from gan_jax.defaults import default_model_config
@@ -165,6 +167,7 @@ def build_nets(config) -> GANNets:
         channels=int(model.channels),
         data_dim=int(model.data_dim),
         num_classes=int(model.num_classes),
+        dtype=precision.config_compute_dtype(config),
         generator=dict(
             features=tuple(g.features),
             weight_init=g.weight_init,

@@ -22,6 +22,11 @@ head is Dense(1) on the features h, plus ⟨embed(y), h⟩ for the projection di
 (``'projection'``, Miyato & Koyama 2018), or together with Dense(num_classes) class logits for ACGAN
 (``'auxiliary'``). Discriminators return ``(logits (batch,), class_logits (batch, C) or None)``.
 
+Precision (``dtype``, ``experiments.precision``): every network computes in ``dtype`` (float32 or
+bfloat16) with float32 parameters; it casts its inputs to ``dtype`` on entry and its outputs to
+float32 on exit (generated examples, logits and class logits), so the losses and metrics computed
+from them are float32. Batch norm's statistics are float32 whatever ``dtype`` is.
+
 Images are NHWC in [-1, 1] inside the GAN family (image generators end in tanh). Batch norm uses
 PyTorch's defaults (momentum 0.1 of the new value, eps 1e-5) and runs in train mode (batch
 statistics, running averages updated) when ``train`` is True. Spectral normalisation's power
@@ -66,6 +71,7 @@ class ConditionalBatchNorm(nn.Module):
 
     num_classes: int
     train: bool = True
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array) -> jax.Array:
@@ -75,10 +81,12 @@ class ConditionalBatchNorm(nn.Module):
             epsilon=BN_EPSILON,
             use_scale=False,
             use_bias=False,
+            dtype=self.dtype,
         )(x)
         features = x.shape[-1]
-        scale = nn.Embed(self.num_classes, features, embedding_init=nn.initializers.ones)(labels)
-        shift = nn.Embed(self.num_classes, features, embedding_init=nn.initializers.zeros)(labels)
+        ones, zeros = nn.initializers.ones, nn.initializers.zeros
+        scale = nn.Embed(self.num_classes, features, embedding_init=ones, dtype=self.dtype)(labels)
+        shift = nn.Embed(self.num_classes, features, embedding_init=zeros, dtype=self.dtype)(labels)
         shape = (x.shape[0], *([1] * (x.ndim - 2)), features)
         return x * scale.reshape(shape) + shift.reshape(shape)
 
@@ -90,16 +98,23 @@ class GeneratorNorm(nn.Module):
     conditioning: str = "none"
     num_classes: int = 0
     train: bool = True
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array | None) -> jax.Array:
         if self.norm == "none":
             return x
         if self.conditioning == "cbn":
-            return ConditionalBatchNorm(self.num_classes, self.train)(x, labels)
-        return nn.BatchNorm(
-            use_running_average=not self.train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON
-        )(x)
+            return ConditionalBatchNorm(self.num_classes, self.train, self.dtype)(x, labels)
+        return batch_norm(self.train, self.dtype)(x)
+
+
+def batch_norm(train: bool, dtype) -> nn.BatchNorm:
+    """PyTorch's BatchNorm (momentum 0.1, eps 1e-5): statistics and normalisation in float32,
+    output in ``dtype``."""
+    return nn.BatchNorm(
+        use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=dtype
+    )
 
 
 def embed_label(z: jax.Array, labels, conditioning: str, num_classes: int, width: int) -> jax.Array:
@@ -119,17 +134,21 @@ def discriminator_head(
     iterations: int,
     update: bool,
     kernel_init: Callable,
+    dtype: Any = jnp.float32,
 ) -> tuple[jax.Array, jax.Array | None]:
-    """Dense(1) logits of features ``h`` (batch, d), with projection or auxiliary class logits."""
-    logits = sn_wrap(nn.Dense(1, kernel_init=kernel_init), spectral, iterations)(h, update=update)
-    logits = logits[:, 0]
+    """Dense(1) logits of features ``h`` (batch, d), with projection or auxiliary class logits;
+    computed in ``dtype``, returned as float32."""
+    dense = nn.Dense(1, kernel_init=kernel_init, dtype=dtype)
+    logits = sn_wrap(dense, spectral, iterations)(h, update=update)
+    logits = logits[:, 0].astype(jnp.float32)
     class_logits = None
     if conditioning == "projection":
-        embed = sn_wrap(nn.Embed(num_classes, h.shape[-1]), spectral, iterations)
-        logits = logits + jnp.sum(embed(labels, update=update) * h, axis=-1)
+        embed = sn_wrap(nn.Embed(num_classes, h.shape[-1], dtype=dtype), spectral, iterations)
+        projection = embed(labels, update=update) * h
+        logits = logits + jnp.sum(projection, axis=-1, dtype=jnp.float32)
     elif conditioning == "auxiliary":
-        head = sn_wrap(nn.Dense(num_classes, kernel_init=kernel_init), spectral, iterations)
-        class_logits = head(h, update=update)
+        dense = nn.Dense(num_classes, kernel_init=kernel_init, dtype=dtype)
+        class_logits = sn_wrap(dense, spectral, iterations)(h, update=update).astype(jnp.float32)
     return logits, class_logits
 
 
@@ -151,19 +170,24 @@ class MLPGenerator(nn.Module):
     num_classes: int = 0
     conditioning: str = "none"  # none | embedding
     embedding_dim: int = 32
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, z: jax.Array, labels=None, train: bool = True) -> jax.Array:
         check_choice("MLP generator norm", self.norm, ("none", "batch"))
         check_choice("MLP generator conditioning", self.conditioning, ("none", "embedding"))
         kernel_init, act = initializer(self.weight_init), activation(self.activation)
+        z = z.astype(self.dtype)
         x = embed_label(z, labels, self.conditioning, self.num_classes, self.embedding_dim)
         if self.norm == "none":
-            return MLP((*self.features, self.data_dim), self.activation, kernel_init=kernel_init)(x)
+            widths = (*self.features, self.data_dim)
+            mlp = MLP(widths, self.activation, kernel_init=kernel_init, dtype=self.dtype)
+            return mlp(x).astype(jnp.float32)
         for width in self.features:
-            x = nn.Dense(width, use_bias=False, kernel_init=kernel_init)(x)
-            x = act(GeneratorNorm("batch", train=train)(x, None))
-        return nn.Dense(self.data_dim, kernel_init=kernel_init)(x)
+            x = nn.Dense(width, use_bias=False, kernel_init=kernel_init, dtype=self.dtype)(x)
+            x = act(GeneratorNorm("batch", train=train, dtype=self.dtype)(x, None))
+        x = nn.Dense(self.data_dim, kernel_init=kernel_init, dtype=self.dtype)(x)
+        return x.astype(jnp.float32)
 
 
 class MLPDiscriminator(nn.Module):
@@ -174,15 +198,16 @@ class MLPDiscriminator(nn.Module):
     sn_iterations: int = 1
     num_classes: int = 0
     conditioning: str = "none"
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, labels=None, train: bool = True, update_stats: bool = False):
         del train
         check_choice("MLP discriminator norm", self.norm, D_NORMS["mlp"])
         spectral, kernel_init = self.norm == "spectral", initializer(self.weight_init)
-        mlp = MLP(tuple(self.features), self.activation, kernel_init=kernel_init)
+        mlp = MLP(tuple(self.features), self.activation, kernel_init=kernel_init, dtype=self.dtype)
         h = activation(self.activation)(
-            sn_wrap(mlp, spectral, self.sn_iterations)(x, update=update_stats)
+            sn_wrap(mlp, spectral, self.sn_iterations)(x.astype(self.dtype), update=update_stats)
         )
         return discriminator_head(
             h,
@@ -193,6 +218,7 @@ class MLPDiscriminator(nn.Module):
             iterations=self.sn_iterations,
             update=update_stats,
             kernel_init=kernel_init,
+            dtype=self.dtype,
         )
 
 
@@ -222,6 +248,7 @@ class DCGANGenerator(nn.Module):
     num_classes: int = 0
     conditioning: str = "none"  # none | embedding | cbn
     embedding_dim: int = 32
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, z: jax.Array, labels=None, train: bool = True) -> jax.Array:
@@ -230,16 +257,21 @@ class DCGANGenerator(nn.Module):
         kernel_init = initializer(self.weight_init)
         base = first_map_size(self.image_size, len(self.features))
         use_bias = self.norm == "none"
+        layer = dict(kernel_init=kernel_init, dtype=self.dtype)
 
         def norm(x):
-            return GeneratorNorm(self.norm, self.conditioning, self.num_classes, train)(x, labels)
+            module = GeneratorNorm(
+                self.norm, self.conditioning, self.num_classes, train, self.dtype
+            )
+            return module(x, labels)
 
+        z = z.astype(self.dtype)
         x = embed_label(z, labels, self.conditioning, self.num_classes, self.embedding_dim)
-        x = nn.Dense(base * base * self.features[0], use_bias=use_bias, kernel_init=kernel_init)(x)
+        x = nn.Dense(base * base * self.features[0], use_bias=use_bias, **layer)(x)
         x = nn.relu(norm(x)).reshape(z.shape[0], base, base, self.features[0])
         for width in self.features[1:]:
-            x = nn.relu(norm(UpConv(width, use_bias=use_bias, kernel_init=kernel_init)(x)))
-        return jnp.tanh(UpConv(self.channels, kernel_init=kernel_init)(x))
+            x = nn.relu(norm(UpConv(width, use_bias=use_bias, **layer)(x)))
+        return jnp.tanh(UpConv(self.channels, **layer)(x)).astype(jnp.float32)
 
 
 class DCGANDiscriminator(nn.Module):
@@ -251,6 +283,7 @@ class DCGANDiscriminator(nn.Module):
     sn_iterations: int = 1
     num_classes: int = 0
     conditioning: str = "none"
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, labels=None, train: bool = True, update_stats: bool = False):
@@ -258,14 +291,15 @@ class DCGANDiscriminator(nn.Module):
         check_choice("discriminator conditioning", self.conditioning, D_CONDITIONINGS)
         kernel_init = initializer(self.weight_init)
         spectral = self.norm == "spectral"
+        x = x.astype(self.dtype)
         for index, width in enumerate(self.features):
-            batch_norm = self.norm == "batch" and index > 0
-            conv = DownConv(width, use_bias=not batch_norm, kernel_init=kernel_init)
+            normalized = self.norm == "batch" and index > 0
+            conv = DownConv(
+                width, use_bias=not normalized, kernel_init=kernel_init, dtype=self.dtype
+            )
             x = sn_wrap(conv, spectral, self.sn_iterations)(x, update=update_stats)
-            if batch_norm:
-                x = nn.BatchNorm(
-                    use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON
-                )(x)
+            if normalized:
+                x = batch_norm(train, self.dtype)(x)
             x = nn.leaky_relu(x, 0.2)
         return discriminator_head(
             x.reshape(x.shape[0], -1),
@@ -276,16 +310,21 @@ class DCGANDiscriminator(nn.Module):
             iterations=self.sn_iterations,
             update=update_stats,
             kernel_init=kernel_init,
+            dtype=self.dtype,
         )
 
 
 # -- SN-ResNet (SNGAN, 32 px) ----------------------------------------------------------------------
 
 
-def conv(features: int, size: int, kernel_init: Callable) -> nn.Conv:
+def conv(features: int, size: int, kernel_init: Callable, dtype: Any = jnp.float32) -> nn.Conv:
     pad = (size - 1) // 2
     return nn.Conv(
-        features, (size, size), padding=((pad, pad), (pad, pad)), kernel_init=kernel_init
+        features,
+        (size, size),
+        padding=((pad, pad), (pad, pad)),
+        kernel_init=kernel_init,
+        dtype=dtype,
     )
 
 
@@ -306,17 +345,19 @@ class GeneratorBlock(nn.Module):
     weight_init: str = "xavier"
     conditioning: str = "none"
     num_classes: int = 0
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, labels, train: bool):
         kernel_init = initializer(self.weight_init)
 
         def norm(h):
-            return GeneratorNorm("batch", self.conditioning, self.num_classes, train)(h, labels)
+            module = GeneratorNorm("batch", self.conditioning, self.num_classes, train, self.dtype)
+            return module(h, labels)
 
-        h = conv(self.features, 3, kernel_init)(upsample(nn.relu(norm(x))))
-        h = conv(self.features, 3, kernel_init)(nn.relu(norm(h)))
-        return h + conv(self.features, 1, kernel_init)(upsample(x))
+        h = conv(self.features, 3, kernel_init, self.dtype)(upsample(nn.relu(norm(x))))
+        h = conv(self.features, 3, kernel_init, self.dtype)(nn.relu(norm(h)))
+        return h + conv(self.features, 1, kernel_init, self.dtype)(upsample(x))
 
 
 class ResNetGenerator(nn.Module):
@@ -328,6 +369,7 @@ class ResNetGenerator(nn.Module):
     num_classes: int = 0
     conditioning: str = "none"
     embedding_dim: int = 32
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, z: jax.Array, labels=None, train: bool = True) -> jax.Array:
@@ -335,16 +377,18 @@ class ResNetGenerator(nn.Module):
         check_choice("generator conditioning", self.conditioning, G_CONDITIONINGS)
         kernel_init = initializer(self.weight_init)
         base = first_map_size(self.image_size, len(self.features))
+        z = z.astype(self.dtype)
         x = embed_label(z, labels, self.conditioning, self.num_classes, self.embedding_dim)
-        x = nn.Dense(base * base * self.features[0], kernel_init=kernel_init)(x)
+        x = nn.Dense(base * base * self.features[0], kernel_init=kernel_init, dtype=self.dtype)(x)
         x = x.reshape(z.shape[0], base, base, self.features[0])
         for width in self.features:
             block_conditioning = "cbn" if self.conditioning == "cbn" else "none"
-            x = GeneratorBlock(width, self.weight_init, block_conditioning, self.num_classes)(
-                x, labels, train
+            block = GeneratorBlock(
+                width, self.weight_init, block_conditioning, self.num_classes, self.dtype
             )
-        x = nn.relu(GeneratorNorm("batch", "none", 0, train)(x, None))
-        return jnp.tanh(conv(self.channels, 3, kernel_init)(x))
+            x = block(x, labels, train)
+        x = nn.relu(GeneratorNorm("batch", "none", 0, train, self.dtype)(x, None))
+        return jnp.tanh(conv(self.channels, 3, kernel_init, self.dtype)(x)).astype(jnp.float32)
 
 
 class DiscriminatorBlock(nn.Module):
@@ -358,13 +402,14 @@ class DiscriminatorBlock(nn.Module):
     weight_init: str = "xavier"
     spectral: bool = True
     sn_iterations: int = 1
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, update: bool):
         kernel_init = initializer(self.weight_init)
 
         def sn_conv(h, size):
-            layer = conv(self.features, size, kernel_init)
+            layer = conv(self.features, size, kernel_init, self.dtype)
             return sn_wrap(layer, self.spectral, self.sn_iterations)(h, update=update)
 
         pool = downsample if self.down else (lambda h: h)
@@ -385,6 +430,7 @@ class ResNetDiscriminator(nn.Module):
     sn_iterations: int = 1
     num_classes: int = 0
     conditioning: str = "none"
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, labels=None, train: bool = True, update_stats: bool = False):
@@ -393,6 +439,7 @@ class ResNetDiscriminator(nn.Module):
         check_choice("discriminator conditioning", self.conditioning, D_CONDITIONINGS)
         spectral = self.norm == "spectral"
         num_down = max(len(self.features) - 2, 1)
+        x = x.astype(self.dtype)
         for index, width in enumerate(self.features):
             block = DiscriminatorBlock(
                 width,
@@ -401,6 +448,7 @@ class ResNetDiscriminator(nn.Module):
                 weight_init=self.weight_init,
                 spectral=spectral,
                 sn_iterations=self.sn_iterations,
+                dtype=self.dtype,
             )
             x = block(x, update_stats)
         h = jnp.sum(nn.relu(x), axis=(1, 2))
@@ -413,6 +461,7 @@ class ResNetDiscriminator(nn.Module):
             iterations=self.sn_iterations,
             update=update_stats,
             kernel_init=initializer(self.weight_init),
+            dtype=self.dtype,
         )
 
 
@@ -435,9 +484,10 @@ def build_generator(
     num_classes: int = 0,
     conditioning: str = "none",
     embedding_dim: int = 32,
+    dtype: Any = jnp.float32,
 ) -> nn.Module:
     """The generator of ``architecture``: ``image_size`` and ``channels`` are read by the image
-    architectures, ``data_dim`` and ``activation`` by ``mlp``.
+    architectures, ``data_dim`` and ``activation`` by ``mlp``; ``dtype`` is the compute dtype.
 
     Raises:
         ValueError: an unknown architecture.
@@ -449,6 +499,7 @@ def build_generator(
         num_classes=num_classes,
         conditioning=conditioning,
         embedding_dim=embedding_dim,
+        dtype=dtype,
     )
     if architecture == "mlp":
         return MLPGenerator(data_dim=data_dim, activation=activation, **common)
@@ -472,8 +523,10 @@ def build_discriminator(
     sn_iterations: int = 1,
     num_classes: int = 0,
     conditioning: str = "none",
+    dtype: Any = jnp.float32,
 ) -> nn.Module:
-    """The discriminator of ``architecture`` (``activation``: ``mlp`` only).
+    """The discriminator of ``architecture`` (``activation``: ``mlp`` only); ``dtype`` is the
+    compute dtype.
 
     Raises:
         ValueError: an unknown architecture.
@@ -485,6 +538,7 @@ def build_discriminator(
         sn_iterations=sn_iterations,
         num_classes=num_classes,
         conditioning=conditioning,
+        dtype=dtype,
     )
     if architecture == "mlp":
         return MLPDiscriminator(activation=activation, **common)
@@ -506,10 +560,12 @@ def build_networks(
     channels: int = 1,
     data_dim: int = 2,
     num_classes: int = 0,
+    dtype: Any = jnp.float32,
 ) -> tuple[nn.Module, nn.Module]:
     """``(generator, discriminator)`` of ``architecture``: ``generator`` and ``discriminator`` hold
     the other keyword arguments of ``build_generator`` and ``build_discriminator`` (``features``,
-    ``weight_init``, ``norm``, ...); the data shape and ``num_classes`` are shared.
+    ``weight_init``, ``norm``, ...); the data shape, ``num_classes`` and the compute ``dtype`` are
+    shared.
 
     Raises:
         ValueError: an unknown architecture.
@@ -520,7 +576,8 @@ def build_networks(
         channels=channels,
         data_dim=data_dim,
         num_classes=num_classes,
+        dtype=dtype,
         **generator,
     )
-    d = build_discriminator(architecture, num_classes=num_classes, **discriminator)
+    d = build_discriminator(architecture, num_classes=num_classes, dtype=dtype, **discriminator)
     return g, d

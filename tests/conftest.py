@@ -37,6 +37,28 @@ def run_main(
     )
 
 
+def traced_operations(fn, *args) -> list[tuple[str, list]]:
+    """``(primitive name, operand avals)`` of every operation of ``jax.make_jaxpr(fn)(*args)``,
+    those inside sub-programs (jit, custom VJPs, cond, scan) included: what a test reads to see
+    which dtypes a computation runs in."""
+    import jax
+
+    found = []
+
+    def visit(jaxpr):
+        for eqn in jaxpr.eqns:
+            found.append((eqn.primitive.name, [var.aval for var in eqn.invars]))
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, (tuple, list)) else (value,):
+                    if hasattr(sub, "eqns"):
+                        visit(sub)
+                    elif hasattr(getattr(sub, "jaxpr", None), "eqns"):
+                        visit(sub.jaxpr)
+
+    visit(jax.make_jaxpr(fn)(*args).jaxpr)
+    return found
+
+
 # One XLA compilation per distinct program for the whole test run. Many tests build an Experiment
 # from the same tiny config, in this process or in a `python -m experiments.main` subprocess, and
 # every Experiment jits its own steps, so XLA would compile the same program again and again (most

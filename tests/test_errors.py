@@ -73,6 +73,7 @@ GAN_CASES = [
     ("num_grid_examples", 0, "config.num_grid_examples=0"),
     ("cpu_convolutions", "fast", "config.cpu_convolutions='fast'"),
     ("host_memory", "huge", "config.host_memory='huge'"),
+    ("compute_dtype", "float16", "config.compute_dtype='float16'"),
     ("data.name", "mnits", "config.data.name='mnits'"),
     ("data.name", "tfds:", "config.data.name='tfds:'"),
     ("data.binarize", "static", "config.data.binarize='static'"),
@@ -136,7 +137,7 @@ def test_edge_values_and_old_workdirs_pass():
     config["optimizer"]["generator"].update(b1=0.0, eps=0.0, momentum=0.0, learning_rate=1e30)
     config_checks.check_config(ml_collections.ConfigDict(config))
     # Workdirs written before these keys existed lack them.
-    for key in ("data_seed", "cpu_convolutions", "host_memory", "evaluation"):
+    for key in ("data_seed", "cpu_convolutions", "host_memory", "compute_dtype", "evaluation"):
         del config[key]
     config_checks.check_config(ml_collections.ConfigDict(config))
 

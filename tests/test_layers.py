@@ -1,6 +1,7 @@
 """UpConv and DownConv compute exactly what Flax's ConvTranspose / Conv of the same geometry compute
 (outputs and gradients within 1e-5), with the same parameters (names, shapes, initial values), so
-checkpoints written before the fast formulations still load and give the same model."""
+checkpoints written before the fast formulations still load and give the same model. With
+``dtype=bfloat16`` they, and MLP, compute in bfloat16 from float32 parameters."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.layers import INITIALIZERS, DownConv, UpConv
+from conftest import traced_operations
+from experiments.layers import INITIALIZERS, MLP, DownConv, UpConv
 from gan_jax.networks import DCGANDiscriminator, DCGANGenerator
 
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
@@ -227,3 +229,62 @@ def test_second_order_gradients_equal_flax(fast, reference, shape):
     ours, theirs = penalty_grad(fast(4)), penalty_grad(reference(4))
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
         np.testing.assert_allclose(a, b, **TOLERANCE)
+
+
+def relative_error(value, reference) -> float:
+    """The largest error of ``value`` relative to ``reference``'s largest magnitude."""
+    reference = np.asarray(reference, np.float32)
+    error = np.max(np.abs(np.asarray(value, np.float32) - reference))
+    return float(error / np.max(np.abs(reference)))
+
+
+@pytest.mark.parametrize(
+    ("fast", "reference", "inner", "down", "shape"),
+    [
+        (UpConv, ReferenceUpConv, "ConvTranspose_0", False, (2, 7, 7, 16, 8)),
+        (DownConv, ReferenceDownConv, "Conv_0", True, (2, 14, 14, 8, 16)),
+    ],
+    ids=["UpConv", "DownConv"],
+)
+def test_bfloat16_computation_follows_flax_in_float32(fast, reference, inner, down, shape):
+    """``dtype=bfloat16``: float32 parameters and input, every convolution and matrix product of the
+    forward and backward pass in bfloat16, a bfloat16 output; the parameter and input gradients
+    come back float32, all within bfloat16's precision of Flax's float32 layer."""
+    x, cotangent, kernel, bias = random_case(shape, down)
+    variables = params_of(inner, kernel, bias)
+    module = fast(shape[-1], dtype=jnp.bfloat16)
+
+    def run(variables, x):
+        y, pullback = jax.vjp(module.apply, variables, x)
+        return y, pullback(cotangent.astype(y.dtype))
+
+    y, (grads, dx) = jax.jit(run)(variables, x)
+    y_ref, (grads_ref, dx_ref) = outputs_and_grads(reference(shape[-1]), variables, x, cotangent)
+    assert y.dtype == jnp.bfloat16 and dx.dtype == jnp.float32
+    assert {leaf.dtype for leaf in jax.tree.leaves(grads)} == {jnp.dtype(jnp.float32)}
+    assert relative_error(y, y_ref) < 0.02
+    assert relative_error(dx, dx_ref) < 0.02
+    for name, expected in grads_ref["params"][inner].items():
+        assert relative_error(grads["params"][inner][name], expected) < 0.02, name
+    products = [
+        avals
+        for name, avals in traced_operations(run, variables, x)
+        if name in ("conv_general_dilated", "dot_general")
+    ]
+    assert len(products) >= 3  # forward, input gradient, kernel gradient
+    assert all(aval.dtype == jnp.bfloat16 for avals in products for aval in avals)
+
+
+def test_bfloat16_mlp_follows_float32():
+    mlp32, mlp16 = MLP((16, 8, 4)), MLP((16, 8, 4), dtype=jnp.bfloat16)
+    x = jax.random.normal(jax.random.key(0), (5, 12))
+    variables = mlp32.init(jax.random.key(1), x)
+    initial16 = mlp16.init(jax.random.key(1), x)  # the same float32 parameters
+    jax.tree.map(np.testing.assert_array_equal, initial16, variables)
+    assert {leaf.dtype for leaf in jax.tree.leaves(initial16)} == {jnp.dtype(jnp.float32)}
+    y16 = mlp16.apply(variables, x)
+    assert y16.dtype == jnp.bfloat16
+    assert relative_error(y16, mlp32.apply(variables, x)) < 0.02
+    operations = traced_operations(mlp16.apply, variables, x)
+    dots = [avals for name, avals in operations if name == "dot_general"]
+    assert len(dots) == 3 and all(a.dtype == jnp.bfloat16 for avals in dots for a in avals)

@@ -49,6 +49,8 @@ their defaults):
     with this k), ``iwae_k_eval`` (the default k of ``evaluation_metrics``, 5000).
 ``config.optimizer``
     As in ``experiments.optim`` (``make_optimizer``).
+``config.compute_dtype``
+    The networks' compute dtype (``experiments.precision``; absent: float32).
 
 Metrics. ``train_step``: batch means of ``loss`` (the objective), ``elbo``, ``reconstruction``
 (-log p(x | z), averaged over the draws), ``kl`` (analytic), ``kl_weight`` (β at this step),
@@ -71,7 +73,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from experiments import optim, rng, sampling
+from experiments import optim, precision, rng, sampling
 from experiments.errors import ConfigError
 from vae_jax import config as vae_config
 from vae_jax import likelihoods, networks, objectives, updates
@@ -402,6 +404,7 @@ def make(config) -> VAEFamily:
         autoregressive_kernel=int(m.autoregressive_kernel),
         autoregressive_features=int(m.autoregressive_features),
         autoregressive_layers=int(m.autoregressive_layers),
+        dtype=precision.config_compute_dtype(config),
     )
     return VAEFamily(
         model,

@@ -4,6 +4,13 @@ parameters p(x | z[, y]).
 Every module is built from explicit keyword arguments (never from a whole config); ``build_vae``
 is the one place that maps names (``'mlp'`` / ``'conv'``) to modules. Images are NHWC float32.
 
+Precision (``dtype``, ``experiments.precision``): every network computes in ``dtype`` (float32 or
+bfloat16) with float32 parameters. It casts its inputs (images, latents, the condition) to
+``dtype`` on entry and returns float32: the encoder's mean and log-variance, the decoder's
+likelihood parameters (the per-pixel output bias is added in float32), so reparameterisation,
+log-likelihoods and KL terms are float32. The autoregressive head's causal context is an
+activation (``dtype``).
+
 * ``MLPEncoder``: flatten (→ concatenate the condition) → ``MLP(hidden_widths)`` → activation →
   Dense(latent) mean and Dense(latent) log-variance heads. With ``hidden_widths=(500,)`` and
   ``latent_dim=20`` this is the network of Kingma & Welling (2014) and of Flax's VAE example;
@@ -44,6 +51,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -72,6 +80,13 @@ class OutputBias(nn.Module):
         return x + self.param("bias", nn.initializers.zeros, tuple(self.shape))
 
 
+def posterior_heads(h: jax.Array, latent_dim: int, kernel_init: Callable, dtype):
+    """The ``mean`` and ``logvar`` Dense heads of the encoders, computed in ``dtype``, float32."""
+    mean = nn.Dense(latent_dim, kernel_init=kernel_init, dtype=dtype, name="mean")(h)
+    logvar = nn.Dense(latent_dim, kernel_init=kernel_init, dtype=dtype, name="logvar")(h)
+    return mean.astype(jnp.float32), logvar.astype(jnp.float32)
+
+
 class MLPEncoder(nn.Module):
     """q(z | x) = N(mean, diag(exp(logvar))) from flattened pixels through dense layers."""
 
@@ -79,18 +94,18 @@ class MLPEncoder(nn.Module):
     hidden_widths: Sequence[int] = (500,)
     activation: str = "relu"
     kernel_init: Callable = layers.initializer("default")
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(
         self, x: jax.Array, condition: jax.Array | None = None
     ) -> tuple[jax.Array, jax.Array]:
-        h = with_condition(x.reshape((x.shape[0], -1)), condition)
+        h = with_condition(x.reshape((x.shape[0], -1)).astype(self.dtype), condition)
         if self.hidden_widths:
-            h = MLP(tuple(self.hidden_widths), self.activation, self.kernel_init, name="hidden")(h)
+            widths = tuple(self.hidden_widths)
+            h = MLP(widths, self.activation, self.kernel_init, self.dtype, name="hidden")(h)
             h = layers.activation(self.activation)(h)
-        mean = nn.Dense(self.latent_dim, kernel_init=self.kernel_init, name="mean")(h)
-        logvar = nn.Dense(self.latent_dim, kernel_init=self.kernel_init, name="logvar")(h)
-        return mean, logvar
+        return posterior_heads(h, self.latent_dim, self.kernel_init, self.dtype)
 
 
 class MLPDecoder(nn.Module):
@@ -101,14 +116,15 @@ class MLPDecoder(nn.Module):
     activation: str = "relu"
     kernel_init: Callable = layers.initializer("default")
     output_bias: bool = True
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, z: jax.Array, condition: jax.Array | None = None) -> jax.Array:
         widths = (*reversed(tuple(self.hidden_widths)), math.prod(self.output_shape))
-        h = MLP(widths, self.activation, self.kernel_init, name="layers")(
-            with_condition(z, condition)
+        h = MLP(widths, self.activation, self.kernel_init, self.dtype, name="layers")(
+            with_condition(z.astype(self.dtype), condition)
         )
-        h = h.reshape((z.shape[0], *self.output_shape))
+        h = h.reshape((z.shape[0], *self.output_shape)).astype(jnp.float32)
         if not self.output_bias:
             return h
         return OutputBias(tuple(self.output_shape), name="output_bias")(h)
@@ -122,20 +138,20 @@ class ConvEncoder(nn.Module):
     hidden: int = 256
     activation: str = "relu"
     kernel_init: Callable = layers.initializer("default")
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(
         self, x: jax.Array, condition: jax.Array | None = None
     ) -> tuple[jax.Array, jax.Array]:
         act = layers.activation(self.activation)
-        h = x
+        layer = dict(kernel_init=self.kernel_init, dtype=self.dtype)
+        h = x.astype(self.dtype)
         for features in self.conv_features:
-            h = act(DownConv(features, kernel_init=self.kernel_init)(h))
+            h = act(DownConv(features, **layer)(h))
         h = with_condition(h.reshape((h.shape[0], -1)), condition)
-        h = act(nn.Dense(self.hidden, kernel_init=self.kernel_init)(h))
-        mean = nn.Dense(self.latent_dim, kernel_init=self.kernel_init, name="mean")(h)
-        logvar = nn.Dense(self.latent_dim, kernel_init=self.kernel_init, name="logvar")(h)
-        return mean, logvar
+        h = act(nn.Dense(self.hidden, **layer)(h))
+        return posterior_heads(h, self.latent_dim, self.kernel_init, self.dtype)
 
 
 class ConvDecoder(nn.Module):
@@ -148,19 +164,21 @@ class ConvDecoder(nn.Module):
     activation: str = "relu"
     kernel_init: Callable = layers.initializer("default")
     output_bias: bool = True
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, z: jax.Array, condition: jax.Array | None = None) -> jax.Array:
         act = layers.activation(self.activation)
+        layer = dict(kernel_init=self.kernel_init, dtype=self.dtype)
         height, width, channels = self.output_shape
         factor = 2 ** len(self.conv_features)
         small = (height // factor, width // factor, self.conv_features[-1])
-        h = act(nn.Dense(self.hidden, kernel_init=self.kernel_init)(with_condition(z, condition)))
-        h = act(nn.Dense(math.prod(small), kernel_init=self.kernel_init)(h))
+        h = act(nn.Dense(self.hidden, **layer)(with_condition(z.astype(self.dtype), condition)))
+        h = act(nn.Dense(math.prod(small), **layer)(h))
         h = h.reshape((z.shape[0], *small))
         for features in reversed(self.conv_features[:-1]):
-            h = act(UpConv(features, kernel_init=self.kernel_init)(h))
-        h = UpConv(channels, kernel_init=self.kernel_init)(h)
+            h = act(UpConv(features, **layer)(h))
+        h = UpConv(channels, **layer)(h).astype(jnp.float32)
         if not self.output_bias:
             return h
         return OutputBias(tuple(self.output_shape), name="output_bias")(h)
@@ -185,11 +203,12 @@ def causal_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """The masked ("type A") convolution of PixelCNN: output pixel ``(r, c)`` sums ``x`` over rows
     ``r - k // 2 .. r - 1`` (columns ``c ± k // 2``) and the pixels ``(r, c - k // 2 .. c - 1)``,
     never ``(r, c)`` itself or anything after it in raster order. ``kernel`` is the causal half
-    ``(k // 2 + 1, k, in, out)`` of a ``k x k`` kernel (see ``causal_mask``); NHWC, same size."""
+    ``(k // 2 + 1, k, in, out)`` of a ``k x k`` kernel (see ``causal_mask``), masked, then cast to
+    ``x``'s dtype; NHWC, same size."""
     half = kernel.shape[1] // 2
     return jax.lax.conv_general_dilated(
         x,
-        masked_causal_kernel(kernel),
+        masked_causal_kernel(kernel).astype(x.dtype),
         (1, 1),
         ((half, 0), (half, half)),
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
@@ -215,32 +234,34 @@ class AutoregressiveHead(nn.Module):
     activation: str = "elu"
     kernel_init: Callable = layers.initializer("default")
     output_bias: bool = True
+    dtype: Any = jnp.float32
 
     def setup(self):
         half = self.kernel_size // 2
         shape = (half + 1, self.kernel_size, self.input_channels, self.features)
         self.context_kernel = self.param("context_kernel", self.kernel_init, shape)
         self.context_bias = self.param("context_bias", nn.initializers.zeros, (self.features,))
+        layer = dict(kernel_init=self.kernel_init, dtype=self.dtype)
         self.hidden = [
-            nn.Dense(self.features, kernel_init=self.kernel_init, name=f"hidden_{i}")
-            for i in range(self.hidden_layers)
+            nn.Dense(self.features, **layer, name=f"hidden_{i}") for i in range(self.hidden_layers)
         ]
-        self.out = nn.Dense(self.output_shape[-1], kernel_init=self.kernel_init, name="out")
+        self.out = nn.Dense(self.output_shape[-1], **layer, name="out")
         if self.output_bias:
             self.bias = self.param("output_bias", nn.initializers.zeros, tuple(self.output_shape))
 
     def context(self, x: jax.Array) -> jax.Array:
-        """The causal context ``(batch, H, W, features)`` of images ``x``."""
-        return causal_conv(x.astype(jnp.float32), self.context_kernel) + self.context_bias
+        """The causal context ``(batch, H, W, features)`` of images ``x`` (in ``dtype``)."""
+        bias = self.context_bias.astype(self.dtype)
+        return causal_conv(x.astype(self.dtype), self.context_kernel) + bias
 
     def combine(self, z_features: jax.Array, context: jax.Array) -> jax.Array:
-        """The likelihood's parameters from per-pixel ``z_features`` and ``context`` (any leading
-        shape; the per-pixel output bias is not included)."""
+        """The likelihood's parameters (float32) from per-pixel ``z_features`` and ``context`` (any
+        leading shape; the per-pixel output bias is not included)."""
         act = layers.activation(self.activation)
-        h = jnp.concatenate([z_features, context], axis=-1)
+        h = jnp.concatenate([z_features.astype(self.dtype), context.astype(self.dtype)], axis=-1)
         for dense in self.hidden:
             h = act(dense(h))
-        return self.out(h)
+        return self.out(h).astype(jnp.float32)
 
     def __call__(self, z_features: jax.Array, context: jax.Array) -> jax.Array:
         output = self.combine(z_features, context)
@@ -251,14 +272,14 @@ class AutoregressiveHead(nn.Module):
         ints allowed) given ``z_features`` ``(batch, H, W, F)`` and images ``x``; equal to
         ``self(z_features, self.context(x))[:, row, col]``."""
         half = self.kernel_size // 2
-        padded = jnp.pad(x.astype(jnp.float32), ((0, 0), (half, 0), (half, half), (0, 0)))
+        padded = jnp.pad(x.astype(self.dtype), ((0, 0), (half, 0), (half, half), (0, 0)))
         patch = jax.lax.dynamic_slice(
             padded,
             (0, row, col, 0),
             (x.shape[0], half + 1, self.kernel_size, x.shape[-1]),
         )
-        masked = masked_causal_kernel(self.context_kernel)
-        context = jnp.einsum("nhwc,hwcf->nf", patch, masked) + self.context_bias
+        masked = masked_causal_kernel(self.context_kernel).astype(self.dtype)
+        context = jnp.einsum("nhwc,hwcf->nf", patch, masked) + self.context_bias.astype(self.dtype)
         features = jax.lax.dynamic_slice(
             z_features, (0, row, col, 0), (x.shape[0], 1, 1, z_features.shape[-1])
         )[:, 0, 0]
@@ -347,6 +368,7 @@ def build_vae(
     autoregressive_kernel: int = 0,
     autoregressive_features: int = 32,
     autoregressive_layers: int = 2,
+    dtype: Any = jnp.float32,
 ) -> VAE:
     """A ``VAE`` of the named architecture (``'mlp'`` or ``'conv'``); see the module docstring.
 
@@ -356,7 +378,8 @@ def build_vae(
     the decoder's per-pixel ``output_bias``. ``autoregressive_kernel > 0`` (odd) adds an
     ``AutoregressiveHead`` with that causal kernel, ``autoregressive_features`` channels and
     ``autoregressive_layers`` hidden 1x1 layers; the decoder then outputs
-    ``autoregressive_features`` channels and the head holds the output bias. Raises
+    ``autoregressive_features`` channels and the head holds the output bias. ``dtype`` is the
+    networks' compute dtype (see the module docstring). Raises
     ``ConfigError`` on an unknown architecture, activation or initialiser, a bad autoregressive
     head, or an image side the convolutions cannot halve ``len(conv_features)`` times.
     """
@@ -394,14 +417,15 @@ def build_vae(
             activation=activation,
             kernel_init=init,
             output_bias=output_bias,
+            dtype=dtype,
         )
         # The decoder outputs the head's z-features; the head holds the output bias.
         output_shape, output_bias = (*image_shape[:2], autoregressive_features), False
     if encoder == "mlp":
         widths = tuple(int(w) for w in hidden_widths)
         return VAE(
-            encoder=MLPEncoder(latent_dim, widths, activation, init),
-            decoder=MLPDecoder(output_shape, widths, activation, init, output_bias),
+            encoder=MLPEncoder(latent_dim, widths, activation, init, dtype=dtype),
+            decoder=MLPDecoder(output_shape, widths, activation, init, output_bias, dtype=dtype),
             num_classes=num_classes,
             autoregressive=head,
         )
@@ -416,8 +440,10 @@ def build_vae(
                 f"{image_shape} has a side not divisible by {factor}"
             )
         return VAE(
-            encoder=ConvEncoder(latent_dim, features, hidden, activation, init),
-            decoder=ConvDecoder(output_shape, features, hidden, activation, init, output_bias),
+            encoder=ConvEncoder(latent_dim, features, hidden, activation, init, dtype=dtype),
+            decoder=ConvDecoder(
+                output_shape, features, hidden, activation, init, output_bias, dtype=dtype
+            ),
             num_classes=num_classes,
             autoregressive=head,
         )
