@@ -83,50 +83,54 @@ def assert_close_metrics(found, expected, rtol: float) -> None:
 
 @pytest.mark.slow
 def test_configs_start_train_sample_and_evaluate_on_8_devices(tmp_path):
-    """A conv GAN and a conditional VAE at their default batch sizes (eval, sample, feature and
+    """A conditional VAE at its default batch sizes (eval, sample, feature and
     NLL batches that 8 does not divide, a split of 13 examples); the same check runs over every
     config with ``python tests/scale_out_check.py configs OUT`` (docs/devices.md)."""
     out = tmp_path / "checked.json"
-    names = ["dcgan_mnist", "cvae_mnist"]
+    names = ["cvae_mnist"]
     run_check(8, "configs", str(out), *names)
     checked = json.loads(out.read_text())
     assert sorted(checked) == sorted(names)
-    assert checked["dcgan_mnist"]["features"] == [scale_out_check.EVAL_SIZE, 128]
+    assert checked["cvae_mnist"]["features"] == [scale_out_check.EVAL_SIZE, 128]
     assert np.isfinite(checked["cvae_mnist"]["nll"])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["vae_mnist", "dcgan_mnist"])
-def test_8_devices_and_an_fsdp_state_match_1_device(name, tmp_path):
-    """20 steps at the same global batch, on 1 device, on 8 (replicated state) and on 8 with
-    ``fsdp=8``, where each device holds 1/8 of every large leaf: the same batches and draws.
-
-    The VAE ends with the same parameters, optimiser state, metrics and eval metrics (1e-4). The
-    GAN matches after the first step (1e-3: Adam's second moments of its smallest gradients);
-    later, adversarial training amplifies the different order of the sums (Adam divides tiny
-    gradients by their own size, then D and G react to each other): after 20 steps the
-    parameters differ by about 0.3% (norm), the losses by 0.1%, so those are compared at 1%
-    (docs/devices.md).
-    """
-    steps = "20"
+def test_8_devices_and_an_fsdp_state_match_1_device(tmp_path):
+    """``vae_mnist``, 20 steps at the same global batch, on 1 device, on 8 (replicated state) and on
+    8 with ``fsdp=8``, where each device holds 1/8 of every large leaf: the same batches and draws,
+    so the same parameters, optimiser state, metrics and eval metrics (1e-4)."""
     pairs = [*STAND_IN, "data.image_size=28"]
-    run_check(8, "train", name, steps, str(tmp_path / "eight.npz"), *pairs)
-    run_check(8, "train", name, steps, str(tmp_path / "fsdp.npz"), *pairs, "mesh.fsdp=8")
-    scale_out_check.run_steps(name, int(steps), str(tmp_path / "one.npz"), *pairs)
+    run_check(8, "train", "vae_mnist", "20", str(tmp_path / "eight.npz"), *pairs)
+    run_check(8, "train", "vae_mnist", "20", str(tmp_path / "fsdp.npz"), *pairs, "mesh.fsdp=8")
+    scale_out_check.run_steps("vae_mnist", 20, str(tmp_path / "one.npz"), *pairs)
     one = np.load(tmp_path / "one.npz")
     eight, fsdp = np.load(tmp_path / "eight.npz"), np.load(tmp_path / "fsdp.npz")
     for found in (eight, fsdp):
-        if name == "vae_mnist":
-            assert_close_leaves(found, one, "first_leaf_")
-            assert_close_leaves(found, one)
-            assert_close_metrics(found, one, rtol=1e-4)
-        else:  # Adam's second moment of a gradient about 4e-5 differs by 1.6e-4 at step 1
-            assert_close_leaves(found, one, "first_leaf_", tolerance=1e-3)
-            assert_close_metrics(found, one, rtol=1e-2)
+        assert_close_leaves(found, one, "first_leaf_")
+        assert_close_leaves(found, one)
+        assert_close_metrics(found, one, rtol=1e-4)
     # Each device holds 1/8 of the largest leaf, and the whole state shrinks accordingly.
     assert int(fsdp["largest_shard_size"]) * 8 == int(fsdp["largest_size"])
     assert int(eight["largest_shard_size"]) == int(eight["largest_size"])
     assert int(fsdp["bytes_per_device"]) < 0.2 * int(eight["bytes_per_device"])
+
+
+@pytest.mark.slow
+def test_a_gan_on_8_devices_with_an_fsdp_state_matches_1_device_as_far_as_rounding_allows(tmp_path):
+    """``dcgan_mnist`` (conv kernels split over fsdp=8) against 1 device: the same batches and
+    draws, so after one step the same state (1e-3: Adam's second moments of its smallest
+    gradients, about 4e-5, differ by 1.6e-4). Later, adversarial training amplifies the different
+    order of the sums (Adam divides tiny gradients by their own size, then D and G react to each
+    other): after 20 steps the parameters differ by about 0.3% (norm) and the losses by 0.1%, so
+    the losses of 5 steps are compared at 1% (docs/devices.md)."""
+    pairs = [*STAND_IN, "data.image_size=28"]
+    run_check(8, "train", "dcgan_mnist", "5", str(tmp_path / "fsdp.npz"), *pairs, "mesh.fsdp=8")
+    scale_out_check.run_steps("dcgan_mnist", 5, str(tmp_path / "one.npz"), *pairs)
+    one, fsdp = np.load(tmp_path / "one.npz"), np.load(tmp_path / "fsdp.npz")
+    assert_close_leaves(fsdp, one, "first_leaf_", tolerance=1e-3)
+    assert_close_metrics(fsdp, one, rtol=1e-2)
+    assert int(fsdp["largest_shard_size"]) * 8 == int(fsdp["largest_size"])
 
 
 def main_command(workdir, steps: int, *extra: str) -> list[str]:
@@ -178,27 +182,7 @@ def final_leaves(workdir) -> list[np.ndarray]:
     ]
 
 
-@pytest.mark.slow
-def test_two_processes_and_every_resume_across_layouts_match_one_device(tmp_path):
-    """One run resumed across layouts, 5 steps each: 1 device, then 2 processes x 4 devices (JAX's
-    distributed runtime, through the local launcher), then 8 devices with an fsdp-sharded state,
-    then 1 device again. It ends where an uninterrupted 1-device run ends, and only process 0
-    wrote the logs."""
-    straight, moved = tmp_path / "straight", tmp_path / "moved"
-    run_main(straight, 20)
-    run_main(moved, 5)
-    two = run_main(moved, 10, processes=2, devices=4)
-    assert "Resuming from checkpoint" in two.stdout
-    run_main(moved, 15, "--config.mesh.fsdp=8", devices=8)
-    run_main(moved, 20)
-    for found, expected in zip(final_leaves(moved), final_leaves(straight), strict=True):
-        assert relative_difference(found, expected) < 1e-4
-    records = [json.loads(line) for line in (moved / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if "loss" in r] == [5, 10, 15, 20]  # once each
-    assert len(list((moved / "tensorboard").iterdir())) == 4  # one events file per part
-
-
-def slurm_env(process: int, port: int) -> dict:
+def slurm_env(process: int, port: int, devices: int) -> dict:
     """What ``srun --ntasks=2`` on one node sets for task ``process`` (what JAX's detection reads)."""
     return {
         **os.environ,
@@ -210,21 +194,22 @@ def slurm_env(process: int, port: int) -> dict:
         "SLURM_STEP_NUM_NODES": "1",
         "JAX_COORDINATOR_PORT": str(port),
         "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
     }
 
 
-@pytest.mark.slow
-def test_processes_started_as_by_srun_connect_and_train(tmp_path):
+def run_as_by_srun(workdir, steps: int, *extra: str, devices: int) -> list[str]:
+    """Two ``experiments.main`` processes started with the environment of ``srun --ntasks=2``, no
+    flags: JAX's SLURM detection connects them. Returns their stdouts."""
     from experiments import launch_local
 
     port = launch_local.free_port()
-    command = [sys.executable, "-m", "experiments.main", *main_command(tmp_path / "run", 5)]
+    command = [sys.executable, "-m", "experiments.main", *main_command(workdir, steps, *extra)]
     processes = [
         subprocess.Popen(
             command,
             cwd=REPO_ROOT,
-            env=slurm_env(index, port),
+            env=slurm_env(index, port, devices),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -234,9 +219,30 @@ def test_processes_started_as_by_srun_connect_and_train(tmp_path):
     outputs = [process.communicate(timeout=300) for process in processes]
     for process, (_, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, err[-3000:]
-    assert "Finished 5 steps" in outputs[0][0]
-    said = [line for line in outputs[1][0].splitlines() if not line.startswith("[Gloo]")]
+    return [out for out, _ in outputs]
+
+
+@pytest.mark.slow
+def test_two_processes_and_every_resume_across_layouts_match_one_device(tmp_path):
+    """One run resumed across layouts, 5 steps each: 1 device; 2 processes x 4 devices through the
+    local launcher; 2 processes x 4 devices started as ``srun --ntasks=2`` starts them (JAX's SLURM
+    detection) with the state sharded over all 8 (``fsdp=8``); 1 device again. It ends where an
+    uninterrupted 1-device run ends, and only process 0 wrote the logs and spoke."""
+    straight, moved = tmp_path / "straight", tmp_path / "moved"
+    run_main(straight, 20)
+    run_main(moved, 5)
+    two = run_main(moved, 10, processes=2, devices=4)
+    assert "Resuming from checkpoint" in two.stdout
+    first, second = run_as_by_srun(moved, 15, "--config.mesh.fsdp=8", devices=4)
+    assert "Finished 15 steps" in first
+    said = [line for line in second.splitlines() if not line.startswith("[Gloo]")]
     assert said == []  # process 0 speaks for the run (the lines of JAX's CPU collectives aside)
+    run_main(moved, 20)
+    for found, expected in zip(final_leaves(moved), final_leaves(straight), strict=True):
+        assert relative_difference(found, expected) < 1e-4
+    records = [json.loads(line) for line in (moved / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [5, 10, 15, 20]  # once each
+    assert len(list((moved / "tensorboard").iterdir())) == 4  # one events file per part
 
 
 def start_launcher(workdir, steps: int) -> subprocess.Popen:
@@ -280,7 +286,7 @@ def test_sigterm_stops_both_processes_at_one_step_and_a_killed_one_ends_the_othe
     assert (workdir / "checkpoints" / str(step)).is_dir()
 
     launcher = start_launcher(workdir, 100_000)
-    wait_for_checkpoint(workdir, (step // 5 + 2) * 5, launcher)
+    wait_for_checkpoint(workdir, (step // 5 + 1) * 5, launcher)
     listing = subprocess.run(
         ["pgrep", "-f", f"experiments.main.*{workdir}.*--process_id=1"],
         capture_output=True,
@@ -294,7 +300,7 @@ def test_sigterm_stops_both_processes_at_one_step_and_a_killed_one_ends_the_othe
     assert launcher.returncode != 0
     assert f"Resuming from checkpoint {workdir / 'checkpoints' / str(step)}" in out
     assert "process 1 of 2 was killed by SIGKILL" in err
-    rerun = run_main(workdir, (step // 5 + 3) * 5, processes=2, devices=1)
+    rerun = run_main(workdir, (step // 5 + 2) * 5)  # 2 processes resume as 1
     assert "Resuming from checkpoint" in rerun.stdout
     assert "Finished" in rerun.stdout
 
