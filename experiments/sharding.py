@@ -24,7 +24,6 @@ result to every process's host (an all-gather where its shards live in other pro
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -229,11 +228,6 @@ def fetch(tree):
         return np.asarray(jax.device_get(x))
 
     return jax.tree.map(one, tree)
-
-
-def batch_placer(mesh: jax.sharding.Mesh) -> Callable[[dict], dict[str, jax.Array]]:
-    """``Placement(mesh).put_local``: puts a (process-local) batch on the mesh."""
-    return Placement(mesh).put_local
 
 
 def _identity(batch):

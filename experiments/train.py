@@ -217,7 +217,11 @@ class Experiment:
 
     def state_shapes(self):
         """The state's ``ShapeDtypeStruct`` tree (no copy of the split to the devices, no train
-        data read)."""
+        data read), traced once."""
+        return self._state_shapes
+
+    @functools.cached_property
+    def _state_shapes(self):
         example = jax.eval_shape(lambda: self.example_batch())
         return jax.eval_shape(self.family.init_state, rng.purpose_key(self.root, "init"), example)
 

@@ -1,4 +1,4 @@
-"""``sharding.batch_placer``: how every batch reaches the devices (values, dtypes, placement)."""
+"""``sharding.Placement.put_local``: how every batch reaches the devices (values, dtypes, placement)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def host_batch():
 
 def test_a_host_batch_keeps_its_values_and_dtypes_and_is_split_over_the_data_axis():
     mesh = sharding.make_data_mesh()
-    placed = sharding.batch_placer(mesh)(host_batch())
+    placed = sharding.Placement(mesh).put_local(host_batch())
     assert sorted(placed) == ["label", "mask", "x"]
     for key, expected in host_batch().items():
         assert isinstance(placed[key], jax.Array)
@@ -30,6 +30,6 @@ def test_a_host_batch_keeps_its_values_and_dtypes_and_is_split_over_the_data_axi
 def test_a_batch_already_split_over_the_devices_is_not_copied():
     mesh = sharding.make_data_mesh()
     placed = jax.device_put(host_batch(), sharding.batch_sharded(mesh))
-    again = sharding.batch_placer(mesh)(placed)
+    again = sharding.Placement(mesh).put_local(placed)
     for key, value in placed.items():
         assert again[key] is value, key
