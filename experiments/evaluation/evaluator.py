@@ -9,7 +9,8 @@ Metric names (``--metrics`` / ``config.evaluation.metrics``) and the result keys
   ``pr`` → ``precision``, ``recall``; ``dc`` → ``density``, ``coverage``;
 - conditional families only (``family.conditional`` true; samples are requested with balanced labels
   ``i % num_classes``): ``acc`` → ``accuracy`` (the feature net's prediction equals the requested
-  label; meaningful with the domain classifier), ``ifid`` → ``intra_fid`` (mean over classes) and
+  label; meaningful with the domain classifier) and ``accuracy_confident`` (its probability of the
+  requested label is at least 0.9), ``ifid`` → ``intra_fid`` (mean over classes) and
   ``intra_fid_per_class``.
 
 The real data is the ``reference_split`` of the run's dataset (all of it). The *real-data floor*
@@ -149,7 +150,7 @@ def metric_keys(names) -> list[str]:
         "is": ["is_mean", "is_std"],
         "pr": ["precision", "recall"],
         "dc": ["density", "coverage"],
-        "acc": ["accuracy"],
+        "acc": ["accuracy", "accuracy_confident"],
         "ifid": ["intra_fid"],
     }
     return [key for name in names for key in keys[name]]
@@ -189,6 +190,9 @@ def compute_metrics(
         )
     if "acc" in names:
         results["accuracy"] = metrics.label_accuracy(generated.logits, generated_labels)
+        results["accuracy_confident"] = metrics.confident_accuracy(
+            generated.logits, generated_labels
+        )
     if "ifid" in names:
         if real.labels is None:
             raise ConfigError(f"intra-class FID needs labels; {real.dataset} has none")

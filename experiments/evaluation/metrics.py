@@ -330,6 +330,20 @@ def label_accuracy(logits, labels) -> float:
     return float(np.mean(predicted == np.asarray(labels)))
 
 
+CONFIDENT_PROBABILITY = 0.9
+
+
+def confident_accuracy(logits, labels, threshold: float = CONFIDENT_PROBABILITY) -> float:
+    """The fraction of samples to whose requested label the classifier gives a probability of at
+    least ``threshold`` (softmax of ``logits``, float64): an accuracy that a blurred or ambiguous
+    sample, classified right but without conviction, does not earn."""
+    logits = np.asarray(logits, np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    chosen = log_probs[np.arange(len(logits)), np.asarray(labels)]
+    return float(np.mean(chosen >= np.log(threshold)))
+
+
 def intra_class_fid(
     real, real_labels, generated, generated_labels, *, force: bool = False
 ) -> dict[int, float]:

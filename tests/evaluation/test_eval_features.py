@@ -18,7 +18,7 @@ import pytest
 from configs import base, classifier_mnist
 from conftest import REPO_ROOT, shared_data_dir
 from experiments import data
-from experiments.evaluation import classifier, features, reference
+from experiments.evaluation import classifier, features, metrics, reference
 
 SHIPPED_MNIST_SHA256 = (
     "3072321ac8a8126b71212fb5782410f410d1e3329265604ae6db845b1a86918e"  # docs/evaluation.md
@@ -283,3 +283,30 @@ def test_the_shipped_classifier_reaches_its_recorded_accuracy():
     source = data.build_source(base.get_data_config(name="mnist"), "test")
     accuracy = classifier.accuracy(shipped.net, shipped.params, source, 1000)
     assert accuracy == shipped.test_accuracy >= 0.993
+
+
+@pytest.mark.shared_data
+def test_the_shipped_classifier_does_not_forgive_mixed_digits():
+    """The yardstick of ``acc`` against a shift it must not forgive: the average of two test digits
+    of different classes. Real digits are recognised as their class (99%, nearly all with
+    p >= 0.9); a mixture must not be recognised as its first digit at anything like that rate,
+    and hardly ever with conviction (``accuracy_confident``)."""
+    shared_data_dir("mnist")
+    shipped = classifier.load_shipped("mnist")
+    net = features.feature_net_from_classifier(shipped)
+    source = data.build_source(base.get_data_config(name="mnist"), "test")
+    first = source[np.arange(2000)]
+    second = source[np.arange(2000, 4000)]
+    different = first["label"] != second["label"]
+    real = net.extract_batch(first["x"])
+    mixed = net.extract_batch(0.5 * (first["x"] + second["x"])[different])
+    labels = first["label"][different]
+    real_accuracy = metrics.label_accuracy(real.logits, first["label"])
+    real_confident = metrics.confident_accuracy(real.logits, first["label"])
+    mixed_accuracy = metrics.label_accuracy(mixed.logits, labels)
+    mixed_confident = metrics.confident_accuracy(mixed.logits, labels)
+    # Measured: real 0.9905 (0.975 confident); mixed 0.435 as the first digit (0.116 confident),
+    # 0.84 as one of the two.
+    assert real_accuracy > 0.985 and real_confident > 0.96
+    assert mixed_accuracy < 0.6 * real_accuracy, (mixed_accuracy, mixed_confident)
+    assert mixed_confident < 0.25 * real_confident, (mixed_accuracy, mixed_confident)

@@ -198,6 +198,11 @@ def test_nearest_neighbour_metrics_of_identical_and_disjoint_sets():
 def test_label_accuracy_and_intra_class_fid():
     logits = np.eye(3)[[0, 1, 2, 2]]
     assert metrics.label_accuracy(logits, [0, 1, 2, 0]) == 0.75
+    # Probabilities of the requested label: softmax of (0, log 9, 0) gives 9/11 = 0.818 to class 1;
+    # of (0, log 20, 0), 20/22 = 0.909. Only the second is confident (>= 0.9).
+    confident = np.log([[1.0, 20.0, 1.0], [1.0, 9.0, 1.0], [1.0, 20.0, 1.0]])
+    assert metrics.confident_accuracy(confident, [1, 1, 0]) == pytest.approx(1 / 3)
+    assert metrics.label_accuracy(confident, [1, 1, 0]) == pytest.approx(2 / 3)
     real = random_features(22, 300, 2)
     real_labels = np.arange(300) % 3
     fake = real + np.where(real_labels == 1, 1.0, 0.0)[:, None]
